@@ -1,0 +1,1 @@
+"""Run folders: status, listing, resolution of run ids, and the `runlab runs` commands."""
