@@ -1,0 +1,178 @@
+"""WandbWriter in offline mode, read back from W&B's own transaction log (`run-<id>.wandb`)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from runlab.errors import ConfigError
+from runlab.logging.wandb import WandbWriter, default_mode
+
+wandb_pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
+
+# The .wandb file is a LevelDB-style log of protobuf `Record`s: a 7-byte file header,
+# then 32 KiB blocks of chunks, each with a 7-byte header (crc32, length, type).
+BLOCK, HEADER = 32768, 7
+FULL, LAST = 1, 4
+
+
+def records(path: Path) -> Iterator[wandb_pb.Record]:
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, pending = HEADER, b""
+    while pos + HEADER <= len(data):
+        left = BLOCK - pos % BLOCK
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        if left < HEADER or (length == 0 and kind == 0):
+            pos += left  # block padding
+            continue
+        pending += data[pos + HEADER : pos + HEADER + length]
+        pos += HEADER + length
+        if kind in (FULL, LAST):
+            yield wandb_pb.Record.FromString(pending)
+            pending = b""
+
+
+def history(path: Path) -> list[dict]:
+    """The history rows of a run, media values as nested dicts (`{"_type": "image-file", ...}`)."""
+    rows = []
+    for record in records(path):
+        if record.WhichOneof("record_type") != "history":
+            continue
+        row: dict = {}
+        for item in record.history.item:
+            *parents, leaf = [item.key] if item.key else item.nested_key
+            node = row
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = json.loads(item.value_json)
+        rows.append(row)
+    return rows
+
+
+def run_record(path: Path) -> wandb_pb.RunRecord:
+    return next(r.run for r in records(path) if r.WhichOneof("record_type") == "run")
+
+
+@pytest.fixture(autouse=True)
+def offline_wandb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+def log_epoch(writer: WandbWriter, step: int, epoch: int) -> None:
+    writer.write_scalars(step, {"train/loss": 1.0 / step, "lr": 0.01}, epoch=epoch)
+
+
+def test_offline_run_holds_history_and_resume_continues_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = {"model": {"name": "mlp", "hidden": [8]}, "seed": 0}
+    writer = WandbWriter(tmp_path, config, run_name="mlp-test", project="runlab-tests")
+    run_id = writer.run_id
+    log_epoch(writer, 10, 1)
+    log_epoch(writer, 20, 2)
+    writer.write_image(20, "samples", np.zeros((4, 4, 3), dtype=np.uint8))
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1])
+    writer.write_figure(20, "diag/curve", fig)
+    assert plt.fignum_exists(fig.number)
+    plt.close(fig)
+    writer.write_histogram(20, "weights", np.arange(10.0))
+    writer.write_text(0, "notes", "a < b")
+    writer.write_hparams({"model.name": "mlp"}, {"val/loss": 0.5})
+    writer.close()
+
+    resumed = WandbWriter(
+        tmp_path, config, "mlp-test", run_id=run_id, project="runlab-tests", resume=True
+    )
+    assert resumed.run_id == run_id
+    log_epoch(resumed, 30, 3)
+    resumed.close()
+
+    files = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run_id}*/run-{run_id}.wandb"))
+    assert len(files) == 2  # one transaction log per process start; `wandb sync` joins them by id
+    first, second = (history(f) for f in files)
+    scalars = [r for r in first if "train/loss" in r]
+    assert [(r["trainer/step"], r["trainer/epoch"], r["train/loss"]) for r in scalars] == [
+        (10, 1, 0.1),
+        (20, 2, 0.05),
+    ]
+    media = {key: row[key]["_type"] for row in first for key in row if isinstance(row[key], dict)}
+    assert media == {
+        "samples": "image-file",
+        "diag/curve": "image-file",
+        "weights": "histogram",
+        "notes": "html-file",
+    }
+    assert [(r["trainer/step"], r["train/loss"]) for r in second if "train/loss" in r] == [
+        (30, 1 / 30)
+    ]
+
+    run = run_record(files[0])
+    assert (run.run_id, run.display_name, run.project) == (run_id, "mlp-test", "runlab-tests")
+    config_logged = {u.key: json.loads(u.value_json) for u in run.config.update}
+    assert config_logged["model"] == config["model"]
+    assert run_record(files[1]).run_id == run_id
+    summary = {
+        u.key or "/".join(u.nested_key): json.loads(u.value_json)
+        for r in records(files[0])
+        if r.WhichOneof("record_type") == "summary"
+        for u in r.summary.update
+    }
+    assert summary["val/loss"] == 0.5
+    assert not list(tmp_path.glob("*.wandb"))  # everything stays under <run_dir>/wandb/
+    assert capfd.readouterr().out == ""  # no banners in stdout.log
+
+
+def test_two_runs_at_once_in_one_process(tmp_path: Path) -> None:
+    """A seed ensemble trains K runs in one process, each with its own W&B run."""
+    a = WandbWriter(tmp_path / "a", {}, run_name="seed0")
+    b = WandbWriter(tmp_path / "b", {}, run_name="seed1")
+    a.write_scalars(1, {"x": 1.0})
+    b.write_scalars(1, {"x": 2.0})
+    a.close()
+    b.close()
+    for run_dir, writer, x in ((tmp_path / "a", a, 1.0), (tmp_path / "b", b, 2.0)):
+        (log,) = (run_dir / "wandb").glob(f"offline-run-*/run-{writer.run_id}.wandb")
+        assert [row["x"] for row in history(log)] == [x]
+
+
+def test_disabled_mode_writes_nothing(tmp_path: Path) -> None:
+    writer = WandbWriter(tmp_path, {}, run_name="x", mode="disabled")
+    writer.write_scalars(1, {"x": 1.0})
+    writer.close()
+    assert not list(tmp_path.rglob("*.wandb"))
+
+
+def test_mode_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+    assert default_mode() == "offline"  # no key, no netrc file
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password secret\n")
+    (tmp_path / "netrc").chmod(0o600)
+    assert default_mode() == "online"
+    monkeypatch.setenv("NETRC", str(tmp_path / "missing"))
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert default_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert default_mode() == "disabled"
+
+
+def test_bad_mode_and_missing_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="logging.wandb.mode: got 'offlien'"):
+        WandbWriter(tmp_path, {}, "x", mode="offlien")
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(ConfigError, match=r"pip install 'runlab\[wandb\]'"):
+        WandbWriter(tmp_path, {}, "x")
