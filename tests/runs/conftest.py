@@ -68,6 +68,12 @@ def make_run(runs_root: Path) -> MakeRun:
     return lambda run_id, **kw: write_run(runs_root, run_id, **kw)
 
 
+@pytest.fixture
+def make_run_at() -> MakeRun:
+    """`make_run_at(root, run_id, ...)`: like `make_run`, under any root."""
+    return write_run
+
+
 def _sleeper() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
 
