@@ -1,0 +1,330 @@
+"""Read run folders into DataFrames: runs (config + provenance), metrics (long), summaries.
+
+Reading is two-phase so that filters are cheap: run.json + config.yaml of every run first
+(small files), then metrics.csv only for the runs that pass `status=` and `where=`.
+Both phases use a thread pool; metrics.csv is parsed with pyarrow when it is installed
+(it releases the GIL), else with pandas' C parser.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from runlab.analysis.summary import summarize
+from runlab.errors import ConfigError
+
+STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
+# Columns that describe where a run came from rather than what it was configured to do.
+PROVENANCE = (
+    "run_id", "status", "path", "created", "started", "ended", "duration_s", "host",
+    "git.commit", "git.dirty", "sweep.name", "sweep.setting", "sweep.trial", "ensemble",
+    "error.type",
+)
+_STALE_AFTER_S = 120.0  # fallback when runlab.runs.status is not importable
+_METRIC_COLUMNS = ["step", "epoch", "time", "metric", "value"]
+_NUMERIC_COLUMNS = ["step", "epoch", "time", "value"]
+
+Where = dict[str, Any] | str | Sequence[str] | Callable[[pd.DataFrame], Any] | None
+
+
+@dataclass
+class RunSet:
+    """Runs loaded by `load_runs`.
+
+    Attributes:
+        runs: one row per run: `run_id`, provenance columns (`status`, `path`, `created`,
+            `git.commit`, `sweep.name`, ...) and the flattened config (`model.latent_dim`, ...).
+        metrics: long table `run_id, step, epoch, time, metric, value` (categorical ids/names).
+        summaries: one row per (run_id, metric): final, min, max, best, mean_last,
+            final_step, best_step, n.
+    """
+
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    summaries: pd.DataFrame
+    config_keys: list[str] = field(default_factory=list)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every metric name logged by at least one run, sorted."""
+        return sorted(self.summaries["metric"].astype(str).unique())
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+def load_runs(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    where: Where = None,
+    status: str | Sequence[str] | None = None,
+    last_k: int = 10,
+    goals: dict[str, str] | None = None,
+    workers: int | None = None,
+) -> RunSet:
+    """Load every run under `paths` (a run folder, a sweep folder, a runs root, or a list).
+
+    Args:
+        where: keep runs whose config matches: `{"loss.beta": 1.0}`, `"loss.beta=1.0"`,
+            a list of such strings, or a callable taking the runs frame and returning a mask.
+        status: keep only these statuses; default: every status except `running`.
+        last_k: window of the `mean_last` summary.
+        goals: `{metric: "minimize"|"maximize"}` for `best` where the name-based guess is wrong.
+
+    Example:
+        >>> rs = load_runs("runs/sweeps/vae-beta", where="loss.beta=1.0", status="completed")
+        >>> rs.summaries.query("metric == 'val/loss'")[["run_id", "final", "best"]]
+    """
+    dirs = find_run_dirs(paths)
+    workers = workers or min(16, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        rows = [r for r in pool.map(_read_run_info, dirs) if r is not None]
+        runs, config_keys = _runs_frame(rows)
+        runs = runs[_status_mask(runs, status) & _where_mask(runs, where)].reset_index(drop=True)
+        tables = list(pool.map(_read_metrics, runs["path"]))
+    metrics = _concat_metrics(list(runs["run_id"]), tables)
+    return RunSet(runs, metrics, summarize(metrics, last_k, goals), config_keys)
+
+
+def find_run_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Every folder holding a run.json under the given paths (run folders are not descended)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ConfigError(f"no such file or directory: {p}")
+        found.extend(_walk(p))
+    return sorted(set(found))
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    if (folder / "run.json").is_file():
+        yield folder
+        return
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+            yield from _walk(Path(entry.path))
+
+
+def _read_run_info(folder: Path) -> dict[str, Any] | None:
+    """One runs-table row: provenance from run.json plus the flattened config.yaml."""
+    try:
+        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # being written right now (rename is atomic) or not a run folder
+    config: dict[str, Any] = {}
+    cfg_file = folder / "config.yaml"
+    if cfg_file.is_file():
+        loaded = yaml.load(cfg_file.read_text(encoding="utf-8"), Loader=_YamlLoader)
+        config = flatten(loaded) if isinstance(loaded, dict) else {}
+    git, sweep, error = info.get("git") or {}, info.get("sweep") or {}, info.get("error") or {}
+    row = {
+        "run_id": info.get("id", folder.name),
+        "status": _effective_status(info),
+        "path": str(folder),
+        "name": info.get("name"),
+        "seed": info.get("seed"),
+        "created": info.get("created"),
+        "started": info.get("started"),
+        "ended": info.get("ended"),
+        "duration_s": info.get("duration_s"),
+        "host": info.get("host"),
+        "git.commit": git.get("commit"),
+        "git.dirty": git.get("dirty"),
+        "sweep.name": sweep.get("name"),
+        "sweep.setting": sweep.get("setting"),
+        "sweep.trial": sweep.get("trial"),
+        "ensemble": info.get("ensemble"),
+        "error.type": error.get("type"),
+    }
+    return {"row": row, "config": config}
+
+
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists become compact JSON strings (hashable, readable)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple, dict)):
+            out[key] = json.dumps(v, separators=(", ", ": "), default=str)
+        else:
+            out[key] = v
+    return out
+
+
+def _effective_status(info: dict[str, Any]) -> str:
+    """`running` runs whose process is gone are `crashed` (see docs/INTERNALS.md)."""
+    status = info.get("status", "crashed")
+    if status != "running":
+        return status
+    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            return "crashed"
+        except PermissionError:
+            pass  # alive, owned by someone else
+        return "running"
+    try:
+        from runlab.runs.status import STALE_AFTER_S as stale
+    except ImportError:
+        stale = _STALE_AFTER_S
+    heartbeat = info.get("heartbeat") or 0.0
+    return "crashed" if time.time() - heartbeat > stale else "running"
+
+
+def _runs_frame(items: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
+    config_keys: dict[str, None] = {}
+    records = []
+    for item in items:
+        config_keys.update(dict.fromkeys(item["config"]))
+        records.append({**item["row"], **item["config"]})  # config wins on name/seed
+    columns = list(dict.fromkeys([*PROVENANCE, "name", "seed", *config_keys]))
+    return pd.DataFrame.from_records(records, columns=columns), list(config_keys)
+
+
+def _status_mask(runs: pd.DataFrame, status: str | Sequence[str] | None) -> np.ndarray:
+    if status is None:
+        return (runs["status"] != "running").to_numpy()
+    wanted = [status] if isinstance(status, str) else list(status)
+    bad = [s for s in wanted if s not in STATUSES]
+    if bad:
+        raise ConfigError(f"unknown status {bad[0]!r}. Allowed: {', '.join(STATUSES)}")
+    return runs["status"].isin(wanted).to_numpy()
+
+
+def _where_mask(runs: pd.DataFrame, where: Where) -> np.ndarray:
+    mask = np.ones(len(runs), dtype=bool)
+    if where is None:
+        return mask
+    if callable(where):
+        return np.asarray(where(runs), dtype=bool)
+    if isinstance(where, str):
+        where = [where]
+    if not isinstance(where, dict):
+        where = dict(_parse_condition(c) for c in where)
+    problems = [unknown_key_message(k, list(runs.columns), "where key") for k in where
+                if k not in runs.columns]
+    if problems:
+        raise ConfigError(problems)
+    for key, value in where.items():
+        mask &= runs[key].map(lambda x, v=value: values_equal(x, v)).to_numpy(bool)
+    return mask
+
+
+def _parse_condition(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"bad where condition {text!r}: expected KEY=VALUE, e.g. loss.beta=1.0")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), raw if value is None and raw else value
+
+
+def values_equal(x: Any, v: Any) -> bool:
+    """Config-value equality as a user means it: 1e-3 == 0.001, [1, 2] == "[1, 2]"."""
+    if isinstance(v, (list, tuple, dict)):
+        v = json.dumps(v, separators=(", ", ": "), default=str)
+    if isinstance(x, (int, float)) and isinstance(v, (int, float)) and not isinstance(x, bool):
+        return bool(np.isclose(x, v, rtol=1e-12, atol=0.0))
+    return x == v or str(x) == str(v)
+
+
+def unknown_key_message(key: str, available: Sequence[str], what: str) -> str:
+    """`unknown <what> 'x'. Did you mean 'y'? Available: ...` (STYLE.md error format)."""
+    close = difflib.get_close_matches(key, available, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(available[:30]) + (", ..." if len(available) > 30 else "")
+    return f"unknown {what} {key!r}.{hint} Available: {shown}"
+
+
+@dataclass
+class _Columns:
+    """One run's metrics.csv as numpy columns; `metric` codes index into `names`."""
+
+    arrays: dict[str, np.ndarray]
+    metric: np.ndarray
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.metric)
+
+
+def _read_metrics(path: str) -> _Columns | None:
+    file = Path(path) / "metrics.csv"
+    if not file.is_file() or file.stat().st_size == 0:
+        return None
+    return _read_csv(file)
+
+
+try:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    _ARROW_TYPES = {"step": pa.int64(), "epoch": pa.int64(), "time": pa.float64(),
+                    "metric": pa.string(), "value": pa.float64()}
+
+    def _read_csv(file: Path) -> _Columns:
+        table = pacsv.read_csv(
+            file,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            # a running run may have a half-written last line: skip it rather than fail
+            parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"),
+            convert_options=pacsv.ConvertOptions(
+                column_types=_ARROW_TYPES, include_columns=_METRIC_COLUMNS),
+        )
+        arrays = {c: table.column(c).to_numpy() for c in _NUMERIC_COLUMNS}
+        metric = pc.dictionary_encode(table.column("metric")).combine_chunks()
+        return _Columns(arrays, metric.indices.to_numpy(zero_copy_only=False),
+                        metric.dictionary.to_pylist())
+
+except ImportError:  # pragma: no cover - pyarrow is optional
+    def _read_csv(file: Path) -> _Columns:
+        frame = pd.read_csv(file, usecols=_METRIC_COLUMNS, on_bad_lines="skip",
+                            dtype={"metric": str, "value": float})
+        codes, names = pd.factorize(frame["metric"])
+        return _Columns({c: frame[c].to_numpy() for c in _NUMERIC_COLUMNS}, codes, list(names))
+
+
+def _concat_metrics(run_ids: list[str], tables: list[_Columns | None]) -> pd.DataFrame:
+    """Stack per-run columns into one long frame with categorical run_id and metric."""
+    kept = [(i, t) for i, t in enumerate(tables) if t is not None and len(t)]
+    names: dict[str, int] = {}
+    metric_codes = []
+    for _, t in kept:  # map each run's local metric codes onto one shared category list
+        local = np.array([names.setdefault(n, len(names)) for n in t.names], dtype=np.int32)
+        metric_codes.append(local[t.metric] if len(local) else t.metric.astype(np.int32))
+    run_codes = np.repeat(np.array([i for i, _ in kept], dtype=np.int32),
+                          [len(t) for _, t in kept])
+    columns = {c: _concat([t.arrays[c] for _, t in kept]) for c in _NUMERIC_COLUMNS}
+    columns["metric"] = pd.Categorical.from_codes(_concat(metric_codes, np.int32), list(names))
+    # copy=False: the arrays are fresh; consolidating them into one block would copy 100s of MB
+    return pd.DataFrame({
+        "run_id": pd.Categorical.from_codes(run_codes, categories=run_ids),
+        **{c: columns[c] for c in _METRIC_COLUMNS},
+    }, copy=False)
+
+
+def _concat(arrays: list[np.ndarray], dtype: Any = np.float64) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)

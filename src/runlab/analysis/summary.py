@@ -1,0 +1,106 @@
+"""Per-run metric summaries (final, min, max, best, mean of the last k) and metric goals."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+
+STATS = ("final", "min", "max", "best", "mean_last")
+
+# Metric names whose smaller values are better; everything else (acc, f1, auc, ...) is maximised.
+_MINIMIZE = re.compile(
+    r"loss|err|mse|mae|rmse|nll|kl|perplexity|ppl|bpd|distance|dist|regret|wer|cer|time|fid"
+)
+
+
+def metric_goal(name: str, goal: str | None = None) -> str:
+    """Return "minimize" or "maximize" for a metric: `goal` when given, else guessed from its name.
+
+    >>> metric_goal("val/loss"), metric_goal("val/acc")
+    ('minimize', 'maximize')
+    """
+    if goal is not None:
+        if goal not in ("minimize", "maximize"):
+            raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}")
+        return goal
+    leaf = name.rsplit("/", 1)[-1].lower()
+    return "minimize" if _MINIMIZE.search(leaf) else "maximize"
+
+
+def summarize(
+    metrics: pd.DataFrame, last_k: int = 10, goals: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Summarise a long metrics table into one row per (run_id, metric).
+
+    `metrics` has columns run_id, metric (categoricals), step, value, rows in logging order
+    within a run. `final` is the last logged value (NaN if the run last logged NaN);
+    `best` is min or max by the metric's goal (`goals` overrides the name-based guess).
+    """
+    goals = goals or {}
+    cols = ["run_id", "metric", "final", "min", "max", "best", "mean_last",
+            "final_step", "best_step", "n"]
+    if metrics.empty:
+        return pd.DataFrame(columns=cols)
+    run_codes = metrics["run_id"].cat.codes.to_numpy(np.int64)
+    metric_codes = metrics["metric"].cat.codes.to_numpy(np.int64)
+    n_metrics = len(metrics["metric"].cat.categories)
+    key = run_codes * n_metrics + metric_codes
+    order = np.argsort(key, kind="stable")  # keeps logging order inside each group
+    key = key[order]
+    values = metrics["value"].to_numpy(np.float64)[order]
+    steps = metrics["step"].to_numpy(np.int64)[order]
+
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    ends = np.r_[starts[1:], len(key)]
+    lengths = ends - starts
+    vmin = np.fmin.reduceat(values, starts)
+    vmax = np.fmax.reduceat(values, starts)
+    mean_last = _mean_of_last(values, starts, ends, last_k)
+
+    metric_cats = metrics["metric"].cat.categories
+    group_metric = metric_cats[key[starts] % n_metrics]
+    minimize = np.array([metric_goal(m, goals.get(m)) == "minimize" for m in metric_cats])
+    is_min = minimize[key[starts] % n_metrics]
+    best = np.where(is_min, vmin, vmax)
+    best_step = _first_step_equal(values, steps, starts, lengths, best)
+
+    run_cats = metrics["run_id"].cat.categories
+    return pd.DataFrame({
+        "run_id": pd.Categorical(run_cats[key[starts] // n_metrics], categories=run_cats),
+        "metric": pd.Categorical(group_metric, categories=metric_cats),
+        "final": values[ends - 1],
+        "min": vmin,
+        "max": vmax,
+        "best": best,
+        "mean_last": mean_last,
+        "final_step": steps[ends - 1],
+        "best_step": best_step,
+        "n": lengths,
+    })
+
+
+def _mean_of_last(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int) -> np.ndarray:
+    """NaN-ignoring mean of the last k values of each group."""
+    idx = ends[:, None] - np.arange(k, 0, -1)  # (groups, k), positions of the last k rows
+    window = np.where(idx >= starts[:, None], values[np.maximum(idx, 0)], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as they should
+        return np.nanmean(window, axis=1)
+
+
+def _first_step_equal(
+    values: np.ndarray, steps: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+    target: np.ndarray,
+) -> np.ndarray:
+    """Step of the first value in each group equal to that group's target (-1 if none)."""
+    hits = np.flatnonzero(values == np.repeat(target, lengths))
+    first = np.searchsorted(hits, starts)
+    out = np.full(len(starts), -1, dtype=np.int64)
+    ok = first < len(hits)
+    idx = hits[np.minimum(first, len(hits) - 1)] if len(hits) else np.zeros_like(starts)
+    ok &= idx < starts + lengths
+    out[ok] = steps[idx[ok]]
+    return out

@@ -1,0 +1,92 @@
+"""load_runs: discovery, filters, flattened config, long metrics, per-run summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runlab.analysis import load_runs, metric_goal
+from runlab.errors import ConfigError
+
+
+def test_loads_every_status_but_running(sweep_dir):
+    rs = load_runs(sweep_dir)
+    assert len(rs) == 13
+    assert set(rs.runs["status"]) == {"completed", "failed"}
+    assert len(load_runs(sweep_dir, status="running")) == 1
+    assert len(load_runs(sweep_dir, status=["completed"])) == 12
+    assert len(load_runs(sweep_dir.parent.parent)) == 13  # the runs root finds the sweep too
+
+
+def test_flattened_config_and_provenance(sweep_dir):
+    rs = load_runs(sweep_dir, status="completed")
+    row = rs.runs.set_index("run_id").iloc[0]
+    assert {"model.width", "optimizer.lr", "data.root", "seed", "name"} <= set(rs.config_keys)
+    assert row["model.hidden"] in ("[32, 32]", "[64, 64]")
+    assert row["sweep.name"] == "demo" and row["git.commit"] == "0" * 40
+    assert rs.metric_names == ["train/loss", "val/acc", "val/loss"]
+
+
+@pytest.mark.parametrize("where", [
+    {"optimizer.lr": 0.1, "model.width": 64},
+    ["optimizer.lr=1.0e-1", "model.width=64"],
+    lambda runs: (runs["optimizer.lr"] == 0.1) & (runs["model.width"] == 64),
+])
+def test_where_filters(sweep_dir, where):
+    rs = load_runs(sweep_dir, where=where)
+    assert len(rs) == 3
+    assert set(rs.metrics["run_id"].astype(str)) == set(rs.runs["run_id"])
+
+
+def test_where_list_value_and_unknown_key(sweep_dir):
+    assert len(load_runs(sweep_dir, where="model.hidden=[64, 64]")) == 6
+    with pytest.raises(ConfigError, match="Did you mean 'optimizer.lr'"):
+        load_runs(sweep_dir, where="optimizer.lrr=0.1")
+    with pytest.raises(ConfigError, match="unknown status"):
+        load_runs(sweep_dir, status="done")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_runs(sweep_dir / "nope")
+
+
+def test_summaries_match_pandas(sweep_dir):
+    rs = load_runs(sweep_dir, last_k=5)
+    m = rs.metrics
+    assert list(m.columns) == ["run_id", "step", "epoch", "time", "metric", "value"]
+    assert len(m) == 12 * 3 * 20 + 3 * 5
+    g = m.groupby(["run_id", "metric"], observed=True)["value"]
+    expected = pd.DataFrame({"final": g.last(), "min": g.min(), "max": g.max(),
+                             "mean_last": g.apply(lambda v: v.tail(5).mean())})
+    got = rs.summaries.set_index(["run_id", "metric"]).loc[expected.index]
+    for col in expected:
+        np.testing.assert_allclose(got[col], expected[col], rtol=1e-12)
+    loss = rs.summaries[rs.summaries["metric"] == "val/loss"]
+    acc = rs.summaries[rs.summaries["metric"] == "val/acc"]
+    assert (loss["best"] == loss["min"]).all() and (acc["best"] == acc["max"]).all()
+    one = m[(m["run_id"] == loss["run_id"].iloc[0]) & (m["metric"] == "val/loss")]
+    assert loss["best_step"].iloc[0] == one.loc[one["value"].idxmin(), "step"]
+
+
+def test_goal_override_and_guess(sweep_dir):
+    assert metric_goal("val/loss") == "minimize" and metric_goal("test/error") == "minimize"
+    assert metric_goal("val/acc") == "maximize" and metric_goal("val/f1") == "maximize"
+    rs = load_runs(sweep_dir, goals={"val/loss": "maximize"})
+    loss = rs.summaries[rs.summaries["metric"] == "val/loss"]
+    assert (loss["best"] == loss["max"]).all()
+
+
+def test_partial_line_nan_final_and_differing_steps(tmp_path, make_run):
+    a = make_run(tmp_path, "a", {"seed": 0}, {"val/loss": ([2, 4, 6], [1.0, 0.5, float("nan")])})
+    with open(a / "metrics.csv", "a") as f:
+        f.write("8,0,0.1,val/lo")  # a running run's half-flushed line
+    make_run(tmp_path, "b", {"seed": 1}, {"val/loss": [3.0, 2.0], "lr": [0.1, 0.1]})
+    rs = load_runs([a, tmp_path / rs_id(tmp_path, "b")])
+    s = rs.summaries.set_index(["run_id", "metric"])
+    row = s.loc[(rs.runs["run_id"][rs.runs["name"] == "a"].item(), "val/loss")]
+    assert np.isnan(row["final"]) and row["min"] == 0.5 and row["final_step"] == 6
+    assert row["n"] == 3 and row["mean_last"] == pytest.approx(0.75)
+    assert len(rs.summaries) == 3
+
+
+def rs_id(root, name):
+    return next(p.name for p in root.iterdir() if p.name.startswith(f"{name}-"))
