@@ -40,6 +40,11 @@ def test_list_table_shows_runs_from_manual_and_sweeps(runs_root: Path, make_run)
     for text in ("mlp-20261128-101500-aaaa", "vae-20261128-101600-bbbb", "failed", "vae-beta"):
         assert text in result.stdout
     assert "val/acc" in result.stdout and "0.91" in result.stdout
+    sweep_dir = runs_root / "sweeps" / "vae-beta"
+    assert [r["id"] for r in listed(sweep_dir)] == ["vae-20261128-101600-bbbb"]
+    assert [r["id"] for r in listed(sweep_dir / "vae-20261128-101600-bbbb")] == [
+        "vae-20261128-101600-bbbb"
+    ]
 
 
 def test_dead_running_run_lists_as_crashed(runs_root: Path, make_run, running, dead_pid) -> None:

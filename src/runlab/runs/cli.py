@@ -42,7 +42,7 @@ STATUS_STYLE = {
 }
 
 RUNS_DIR = typer.Option(
-    None, "--runs-dir", help=f"Runs root [default: ${store.RUNS_DIR_ENV} or ./runs]."
+    None, "--runs-dir", help=f"Runs root (default: ${store.RUNS_DIR_ENV} or ./runs)."
 )
 YES = typer.Option(False, "--yes", "-y", help="Delete without asking.")
 
@@ -62,7 +62,7 @@ def usage_errors() -> Iterator[None]:
 def list_runs(
     path: Path | None = typer.Argument(
         None,
-        help=f"Runs root, sweep folder or run folder [default: ${store.RUNS_DIR_ENV} or ./runs].",
+        help=f"Runs root, sweep folder or run folder (default: ${store.RUNS_DIR_ENV} or ./runs).",
     ),
     where: list[str] = typer.Option(
         [],
@@ -85,7 +85,8 @@ def list_runs(
         None,
         "--limit",
         "-n",
-        help=f"Rows to print; 0 = all [default: {DEFAULT_LIMIT}, all with --json].",
+        min=0,
+        help=f"Rows to print; 0 = all (default: {DEFAULT_LIMIT}; all with --json).",
     ),
 ) -> None:
     """List runs, most recent first, with status, seed, sweep and main metrics."""
@@ -166,7 +167,7 @@ def delete(
 @app.command()
 def clean(
     status: list[str] = typer.Option(
-        [], "--status", "-s", help=f"Status to remove: {', '.join(CLEANABLE)} [default: failed]."
+        [], "--status", "-s", help=f"Status to remove: {', '.join(CLEANABLE)} (default: failed)."
     ),
     yes: bool = YES,
     runs_dir: Path | None = RUNS_DIR,
