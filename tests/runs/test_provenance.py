@@ -74,6 +74,14 @@ def test_untracked_only_is_not_dirty_and_branch_detached(repo: Path) -> None:
     assert info["untracked"] == ["new.py"]
 
 
+def test_rename_is_dirty_and_odd_names_survive(repo: Path) -> None:
+    git(repo, "mv", "train.py", "main.py")
+    (repo / "my notes.txt").write_text("")
+    info = collect_provenance(repo)["git"]
+    assert info["dirty"] is True
+    assert info["untracked"] == ["my notes.txt"]
+
+
 def test_outside_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
     info = collect_provenance(tmp_path)

@@ -10,10 +10,12 @@ git is missing or the folder is not a repository.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +138,9 @@ def _version(name: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
 class _GitError:
-    def __init__(self, message: str):
-        self.message = message
+    message: str
 
 
 def _git(cwd: Path, *args: str) -> str | _GitError:
@@ -153,6 +155,9 @@ def _git(cwd: Path, *args: str) -> str | _GitError:
             errors="replace",
             timeout=GIT_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
+            # no index.lock: runs started in parallel must not block each other or the user's
+            # own git commands; C locale: the error text below is matched in English
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
         )
     except FileNotFoundError:
         return _GitError("git is not installed")
