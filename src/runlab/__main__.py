@@ -1,0 +1,3 @@
+from runlab.cli import main
+
+main()

@@ -1,0 +1,267 @@
+"""Load, compose, override, validate and save run configs.
+
+A config is one YAML file (plus optional `defaults:` files it composes) and
+`KEY=VALUE` overrides from the command line. Everything is resolved to a plain
+dict before anything runs; `validate_config` reports every problem at once.
+
+Example:
+    >>> cfg = load_config("configs/quickstart.yaml", ["trainer.max_epochs=3"])
+    >>> cfg["trainer"]["max_epochs"]
+    3
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runlab.errors import ConfigError
+
+DEFAULTS: dict[str, Any] = {
+    "name": "run",
+    "seed": 0,
+    "plugins": [],
+    "data": {
+        "name": None,
+        "root": "./data",
+        "batch_size": 128,
+        "eval_batch_size": None,
+        "val_fraction": 0.1,
+        "test_fraction": 0.1,
+        "split_seed": 0,
+        "loader": "auto",
+        "num_workers": 0,
+        "drop_last": False,
+    },
+    "model": {"name": None},
+    "loss": None,
+    "optimizer": {"name": "adamw", "lr": 1.0e-3},
+    "scheduler": None,
+    "trainer": {
+        "max_epochs": 10,
+        "max_steps": None,
+        "device": "auto",
+        "precision": 32,
+        "grad_clip": None,
+        "accumulate": 1,
+        "compile": False,
+        "val_every": 1,
+        "test": True,
+        "checkpoint_every": 1,
+        "checkpoint_every_steps": None,
+        "checkpoint_every_minutes": None,
+        "early_stopping": None,
+        "monitor": None,
+        "deterministic": False,
+        "strategy": "auto",
+    },
+    "diagnostics": [],
+    "callbacks": [],
+    "logging": {
+        "log_every_steps": 50,
+        "console": True,
+        "tensorboard": False,
+        "wandb": {"enabled": False, "project": "runlab", "entity": None, "mode": None, "tags": []},
+    },
+}
+
+# Keys of `data` that the framework consumes; everything else goes to the dataset.
+DATA_COMMON = tuple(DEFAULTS["data"])
+# Keys that change nothing about the numbers a run produces (left out of the config hash).
+NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "trainer.checkpoint_every",
+                   "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
+                   "trainer.device", "data.root", "data.num_workers")
+PRECISIONS = ("32", "16", "bf16", "16-mixed", "bf16-mixed")
+
+
+def did_you_mean(value: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(value), list(options), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+# ---------------------------------------------------------------- loading
+
+def parse_value(text: str) -> Any:
+    """Type a CLI override value: `8`, `1e-3`, `[1,2]`, `null`, `true`, `{a: 1}`, `abc`."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse override value {text!r}: {e}") from None
+    if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
+        try:
+            return float(value) if value.lower() not in ("nan", "inf", "-inf") else value
+        except ValueError:
+            return value
+    return value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    pairs, problems = [], []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            problems.append(
+                f"bad override {item!r}: expected KEY=VALUE with a dotted key, "
+                "e.g. model.latent_dim=8 or trainer.max_epochs=3"
+            )
+            continue
+        try:
+            pairs.append((key, parse_value(text)))
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise ConfigError(problems)
+    return pairs
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        # OmegaConf's loader reads `1e-3` as a float, unlike plain YAML 1.1.
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as e:  # noqa: BLE001 - any parse error is a config error
+        raise ConfigError(f"cannot parse {path}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _compose(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Merge a file over its `defaults:` (earlier files first, this file last)."""
+    from omegaconf import OmegaConf
+
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"defaults cycle: {' -> '.join(str(p) for p in (*seen, path))}")
+    data = _read_yaml(path)
+    defaults = data.pop("defaults", []) or []
+    if not isinstance(defaults, list):
+        raise ConfigError(f"defaults in {path} must be a list of YAML files, got {defaults!r}")
+    merged = OmegaConf.create({})
+    for item in defaults:
+        merged = OmegaConf.merge(merged, _compose(path.parent / str(item), (*seen, path)))
+    plugins = data.get("plugins") or []
+    if isinstance(plugins, list):  # plugin paths are relative to the file that names them
+        data["plugins"] = [str((path.parent / str(p)).resolve()) for p in plugins]
+    merged = OmegaConf.merge(merged, OmegaConf.create(data))
+    return OmegaConf.to_container(merged, resolve=False)
+
+
+def _merge_defaults(base: Any, data: Any) -> Any:
+    if isinstance(base, dict) and isinstance(data, dict):
+        out = dict(base)
+        for k, v in data.items():
+            out[k] = _merge_defaults(base.get(k), v) if k in base else v
+        return out
+    return data if data is not None or base is None else data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Compose `path` with its defaults, apply overrides, resolve interpolations.
+
+    Returns a plain dict with framework defaults filled in (the resolved config)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    pairs = parse_overrides(overrides or [])
+    raw = _compose(Path(path))
+    cfg = OmegaConf.create(raw)
+    for key, value in pairs:
+        OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot resolve interpolation: {e}".split("\n")[0]) from None
+    return fill_defaults(resolved)
+
+
+def fill_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The user's config over the framework defaults (components' own params untouched)."""
+    out = copy.deepcopy(cfg)
+    for key in ("data", "trainer", "logging"):
+        if isinstance(out.get(key), dict) or key not in out:
+            out[key] = _merge_defaults(DEFAULTS[key], out.get(key) or {})
+    for key in ("name", "seed", "plugins", "model", "loss", "optimizer", "scheduler",
+                "diagnostics", "callbacks"):
+        out.setdefault(key, copy.deepcopy(DEFAULTS[key]))
+    if isinstance(out.get("logging"), dict) and out["logging"].get("wandb") is True:
+        out["logging"]["wandb"] = {**DEFAULTS["logging"]["wandb"], "enabled": True}
+    out["name"] = sanitize_name(str(out.get("name") or "run"))
+    if isinstance(out["data"], dict) and out["data"].get("root"):
+        out["data"]["root"] = str(Path(str(out["data"]["root"])).expanduser().resolve())
+    return out
+
+
+def sanitize_name(name: str) -> str:
+    """Run names become folder names: no path separators, no `..`, no odd characters."""
+    keep = "".join(c if c.isalnum() or c in "-_.=+" else "-" for c in name)
+    while ".." in keep:
+        keep = keep.replace("..", ".")
+    return keep.strip(".-") or "run"
+
+
+def save_config(cfg: dict[str, Any], path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None))
+
+
+# ---------------------------------------------------------------- flatten / hash
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    if not isinstance(d, dict):
+        return {prefix: d} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that changes the numbers a run produces."""
+    return {
+        k: v for k, v in flatten(cfg).items()
+        if not any(k == n or k.startswith(n + ".") for n in NON_RESULT_KEYS)
+    }
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    blob = json.dumps(result_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Human-readable differences of the result-affecting keys of two configs."""
+    fa, fb = result_config(a), result_config(b)
+    lines = []
+    for k in sorted(set(fa) | set(fb)):
+        if fa.get(k, "<absent>") != fb.get(k, "<absent>"):
+            lines.append(f"{k}: {fa.get(k, '<absent>')!r} -> {fb.get(k, '<absent>')!r}")
+    return lines
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate_config(cfg: dict[str, Any], load_plugins: bool = True) -> None:
+    """Raise ConfigError listing every problem (see runlab.validate)."""
+    from runlab.validate import validate_config as _validate
+
+    _validate(cfg, load=load_plugins)

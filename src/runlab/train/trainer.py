@@ -1,0 +1,316 @@
+"""The Trainer: `fit()` reads top to bottom as the training loop it runs.
+
+Per step it does only what a hand-written loop does (forward, backward, optimiser
+step) plus two device-side additions (metric sums, a non-finite check). Values
+reach the host only every `logging.log_every_steps` steps and at epoch ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from runlab.config import config_hash
+from runlab.data.base import Splits
+from runlab.data.loader import make_loader
+from runlab.hparams import ScheduledParam, apply_schedules
+from runlab.losses import compute_terms
+from runlab.logging.base import Writer
+from runlab.runs import checkpoint as ckpt
+from runlab.train.build import PRECISION_DTYPES
+from runlab.train.events import Callback, TrainState
+from runlab.train.metrics import Accumulator, Summary, goal
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Interrupted(Exception):
+    """Training stopped on a signal; a checkpoint was saved."""
+
+    signum: int
+
+
+class Trainer:
+    """Trains one model as its config says. Build it with `runlab.train.api` (or by hand:
+    every collaborator is passed in explicitly, nothing is global)."""
+
+    def __init__(self, cfg: dict[str, Any], splits: Splits, model: nn.Module, loss: nn.Module,
+                 optimizer: torch.optim.Optimizer, device: torch.device, writer: Writer, *,
+                 scheduled: list[ScheduledParam] | None = None, scheduler: Any = None,
+                 sched_interval: str = "epoch", sched_monitor: str | None = None,
+                 callbacks: list[Callback] | None = None, run_dir: Path | None = None,
+                 progress: Any = None, csv: Any = None, on_epoch: Any = None):
+        self.cfg, self.splits, self.device = cfg, splits, device
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.writer, self.scheduled = writer, scheduled or []
+        self.scheduler, self.sched_interval, self.sched_monitor = scheduler, sched_interval, sched_monitor
+        self.callbacks, self.run_dir = callbacks or [], run_dir
+        self.progress, self.csv, self.on_epoch = progress, csv, on_epoch
+        t, d = cfg["trainer"], cfg["data"]
+        self.max_epochs, self.max_steps, self.accumulate = t["max_epochs"], t["max_steps"], t["accumulate"]
+        self.grad_clip, self.val_every = t["grad_clip"], t["val_every"]
+        self.log_every = max(1, int(cfg["logging"]["log_every_steps"]))
+        self.amp_dtype = PRECISION_DTYPES[str(t["precision"])]
+        use_scaler = self.amp_dtype is torch.float16 and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.forward = torch.compile(model) if t["compile"] else model
+        self.reconstructs = bool(getattr(model, "reconstructs", False))
+        self.classification = splits.meta.task == "classification"
+        seed = cfg["seed"]
+        common = dict(kind=d["loader"], seed=seed, device=device, num_workers=d["num_workers"])
+        eval_bs = d["eval_batch_size"] or max(d["batch_size"], 512)
+        self.train_loader = make_loader(splits.train, d["batch_size"], shuffle=True,
+                                        drop_last=d["drop_last"], **common)
+        self.eval_loaders = {
+            name: make_loader(data, eval_bs, shuffle=False, **common)
+            for name, data in (("val", splits.val), ("test", splits.test)) if data is not None
+        }
+        self.state = TrainState(cfg, run_dir, splits.meta, model, optimizer, device, writer,
+                                self.max_epochs)
+        self.state.train_data, self.state.val_data = splits.train, splits.val
+        self.window, self.epoch_acc = Accumulator(), Accumulator()
+        self.summary = Summary()
+        self.monitor = t["monitor"] or (t["early_stopping"] or {}).get("monitor") or (
+            "val/loss" if splits.val is not None else "train/loss")
+        self.best_value: float | None = None
+        self.stop_signal: int | None = None
+        self.t0 = time.time()
+        self.hparams: dict[str, float] = {}
+        self._last_log_step = 0
+        self._last_ckpt = time.monotonic()
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict[str, dict[str, float]]:
+        """Train, validate every `val_every` epochs, test at the end. Returns the summary."""
+        s = self.state
+        self._emit("on_fit_start")
+        while s.epoch < self.max_epochs and not s.should_stop:
+            self._emit("on_epoch_start")
+            self.train_epoch()
+            if self.stop_signal is not None:
+                self.save_checkpoint()
+                raise Interrupted(self.stop_signal)
+            val = self.evaluate("val") if (s.epoch + 1) % self.val_every == 0 else {}
+            s.metrics.update(val)
+            self._emit("on_validation_end")
+            self.end_epoch(val)
+            if self.stop_signal is not None:
+                raise Interrupted(self.stop_signal)
+        if self.cfg["trainer"]["test"] and "test" in self.eval_loaders:
+            test = self.evaluate("test")
+            s.metrics.update(test)
+            self.log(test)
+        self._emit("on_fit_end")
+        self.flush_logs()
+        return self.summary.data
+
+    def train_epoch(self) -> None:
+        s, loader = self.state, self.train_loader
+        n_batches = len(loader)
+        if self.progress is not None:
+            self.progress.start_epoch(s.epoch, self.max_epochs, n_batches)
+        self.model.train()
+        for x, y in loader.epoch(s.epoch, start=s.batch_in_epoch):
+            self.hparams = apply_schedules(self.scheduled, s.epoch + s.batch_in_epoch / n_batches, s.step)
+            terms = self.forward_backward(x, y)
+            s.batch_in_epoch += 1
+            vals = self.window.add(terms, len(x))
+            self.epoch_acc.add_values(vals, len(x), self.window.keys)
+            if s.batch_in_epoch % self.accumulate and s.batch_in_epoch < n_batches:
+                continue  # gradient accumulation: step after `accumulate` batches
+            self.optimizer_step()
+            if self.progress is not None:
+                self.progress.advance(self.accumulate, len(x))
+            if s.step % self.log_every == 0:
+                self.log_window()
+            self._emit("on_train_batch_end")
+            self.maybe_checkpoint_steps()
+            if self.stop_signal is not None or (self.max_steps and s.step >= self.max_steps):
+                s.should_stop = s.should_stop or self.stop_signal is None
+                return
+        s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            out = self.forward(x)
+            terms = compute_terms(out, x, y, self.loss, self.reconstructs, self.classification)
+        loss = terms["loss"]
+        self.scaler.scale(loss / self.accumulate if self.accumulate > 1 else loss).backward()
+        return terms
+
+    def optimizer_step(self) -> None:
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        if self.scheduler is not None and self.sched_interval == "step":
+            self.scheduler.step()
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Sample-weighted means of every term on a split, as `<split>/<term>`."""
+        loader = self.eval_loaders.get(split)
+        if loader is None:
+            return {}
+        self.model.eval()
+        acc = Accumulator()
+        for x, y in loader.epoch():
+            with self.autocast():
+                out = self.forward(x)
+                acc.add(compute_terms(out, x, y, self.loss, self.reconstructs, self.classification), len(x))
+        self.model.train()
+        return {f"{split}/{k}": v for k, v in acc.means().items()}
+
+    def end_epoch(self, val: dict[str, float]) -> None:
+        s = self.state
+        self.log_window()
+        train = {f"train/{k}": v for k, v in self.epoch_acc.means().items()}
+        self.epoch_acc.reset()
+        s.metrics.update(train)
+        self.log({**val, "epoch": float(s.epoch)})
+        if self.scheduler is not None and self.sched_interval == "epoch":
+            if self.sched_monitor:
+                self.scheduler.step(s.metrics.get(self.sched_monitor, math.inf))
+            else:
+                self.scheduler.step()
+        if self.progress is not None:
+            self.progress.end_epoch(dict(s.metrics))
+        self._emit("on_epoch_end")
+        self.flush_logs()
+        self.maybe_save_best()
+        every = self.cfg["trainer"]["checkpoint_every"]
+        if every and s.epoch % every == 0 or s.epoch >= self.max_epochs or s.should_stop:
+            self.save_checkpoint()
+        if self.on_epoch is not None:
+            self.on_epoch(self)
+
+    # ------------------------------------------------------------------ logging
+    def log_window(self) -> None:
+        """Sync the step window's means (one device->host copy) and log them."""
+        means = self.window.means()
+        if not means:
+            return
+        self.window.reset()
+        self.check_finite(means)
+        self._last_log_step = self.state.step
+        scalars = {f"train/{k}": v for k, v in means.items()}
+        scalars["lr"] = self.optimizer.param_groups[0]["lr"]
+        scalars.update(self.hparams)
+        self.state.metrics.update(scalars)
+        self.log(scalars)
+
+    def check_finite(self, means: dict[str, float]) -> None:
+        """The loss sums are NaN/inf iff some step since the last logging point was."""
+        if all(math.isfinite(v) for v in means.values()):
+            return
+        last = {k: v for k, v in self.summary.data.items() if k.startswith("train/")}
+        finals = ", ".join(f"{k}={v['final']:.6g}" for k, v in last.items()) or "none logged yet"
+        first, now = self._last_log_step + 1, self.state.step
+        where = f"step {now}" if first >= now else f"steps {first}-{now}"
+        raise NonFiniteLoss(
+            f"non-finite loss in {where} (epoch {self.state.epoch}; set logging.log_every_steps=1 "
+            f"to pin the exact step); last finite values: {finals}")
+
+    def log(self, scalars: dict[str, float]) -> None:
+        s = self.state
+        if s.pending:
+            scalars = {**scalars, **s.pending}
+            s.pending.clear()
+        self.summary.update(s.step, scalars)
+        self.writer.write_scalars(s.step, scalars, s.epoch)
+
+    def flush_logs(self) -> None:
+        if self.state.pending:
+            self.log({})
+        self.writer.flush()
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _emit(self, event: str) -> None:
+        for cb in self.callbacks:
+            try:
+                getattr(cb, event)(self.state)
+            except Exception as e:
+                raise RuntimeError(f"callback {type(cb).__name__}.{event} raised "
+                                   f"{type(e).__name__}: {e}") from e
+
+    # ------------------------------------------------------------------ checkpoints
+    def maybe_checkpoint_steps(self) -> None:
+        t = self.cfg["trainer"]
+        every_steps, minutes = t["checkpoint_every_steps"], t["checkpoint_every_minutes"]
+        due = bool(every_steps) and self.state.step % every_steps == 0
+        if minutes and time.monotonic() - self._last_ckpt >= 60 * minutes:
+            due = True
+        if due and self.state.batch_in_epoch < len(self.train_loader):
+            self.save_checkpoint()
+
+    def maybe_save_best(self) -> None:
+        value = self.state.metrics.get(self.monitor)
+        if value is None or self.run_dir is None:
+            return
+        better = self.best_value is None or (
+            value < self.best_value if goal(self.monitor) == "min" else value > self.best_value)
+        if better:
+            self.best_value = value
+            ckpt.save_atomic(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt")
+
+    def checkpoint(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "format": 1,
+            "config_hash": config_hash(self.cfg),
+            "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "trainer": {
+                "window": self.window.state_dict(), "epoch_acc": self.epoch_acc.state_dict(),
+                "summary": self.summary.data, "best_value": self.best_value,
+                "metrics": dict(s.metrics), "should_stop": s.should_stop, "t0": self.t0,
+                "csv_offset": self.csv.tell() if self.csv is not None else None,
+            },
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        self.flush_logs()
+        ckpt.save_atomic(self.checkpoint(), self.run_dir / "checkpoints" / "last.pt")
+        self._last_ckpt = time.monotonic()
+
+    def load_checkpoint(self, state: dict[str, Any]) -> None:
+        """Restore everything the rest of the run depends on (see `checkpoint`)."""
+        s = self.state
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        s.epoch, s.step, s.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
+        for i, cb in enumerate(self.callbacks):
+            cb.load_state_dict(state["callbacks"].get(f"{i}:{type(cb).__name__}", {}))
+        t = state["trainer"]
+        self.window.load_state_dict(t["window"], self.device)
+        self.epoch_acc.load_state_dict(t["epoch_acc"], self.device)
+        self.summary.data, self.best_value = t["summary"], t["best_value"]
+        s.metrics, s.should_stop, self.t0 = dict(t["metrics"]), t["should_stop"], t["t0"]
+        ckpt.set_rng_state(state["rng"])
