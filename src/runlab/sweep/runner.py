@@ -1,0 +1,156 @@
+"""`runlab sweep`: check the sweep, prepare its folder, run it, summarise it.
+
+Example:
+    >>> code = run_sweep("sweeps/vae_beta.yaml", workers=2)   # 0 ok, 1 a run failed
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runlab.errors import ConfigError
+from runlab.sweep.jobs import TRAIN_COMMAND, trainer_takes_seeds
+from runlab.sweep.progress import Progress
+from runlab.sweep.scheduler import Scheduler, Tally
+from runlab.sweep.search import Search
+from runlab.sweep.settings import Setting, build_config, grid_size, validate
+from runlab.sweep.spec import SweepSpec, load_sweep
+from runlab.sweep.summary import best, rows, write_csv
+
+# Keys of sweep.yaml that decide which setting an id means; changing them needs a new sweep.
+IDENTITY_KEYS = ("base_hash", "method", "seed", "parameters")
+
+
+def run_sweep(path: str | Path, workers: int | None = None, launcher: str | None = None,
+              dry_run: bool = False, storage: str | None = None, runs_dir: str | Path = "runs",
+              train: tuple[str, ...] = TRAIN_COMMAND, live: bool | None = None) -> int:
+    """Run (or resume) the sweep in `path`; returns the exit code (0 ok, 1 a run failed).
+
+    `train` is the training command each run is appended to (tests inject a stand-in).
+    """
+    spec = load_sweep(path)
+    _apply_cli(spec, workers, launcher)
+    folder = Path(runs_dir) / "sweeps" / spec.name
+    search = Search(spec, folder, storage)
+    settings = _settings(spec, search)
+    if dry_run:
+        _print_plan(spec, settings)
+        return 0
+    _prepare_folder(spec, folder)
+    total = (len(settings) if spec.method == "grid" else spec.trials or 0) * len(spec.seeds)
+    vectorize = spec.vectorize != "false" and len(spec.seeds) > 1 and trainer_takes_seeds(train)
+    if spec.vectorize == "true" and len(spec.seeds) > 1 and not vectorize:
+        raise ConfigError("vectorize: true, but this `runlab train` cannot train several seeds "
+                          "in one process (no --seeds); use vectorize: auto or false")
+    scheduler = Scheduler(spec, folder, search, _launcher(spec, folder, train), vectorize)
+    with Progress(total, live=live) as progress:
+        tally = scheduler.run(settings, progress)
+    return _report(spec, folder, search, tally)
+
+
+def _apply_cli(spec: SweepSpec, workers: int | None, launcher: str | None) -> None:
+    if launcher is not None:
+        if launcher not in ("local", "slurm"):
+            raise ConfigError(f"--launcher {launcher!r}: expected local or slurm")
+        spec.launcher.name = launcher
+    if workers is not None:
+        if workers < 1:
+            raise ConfigError(f"--workers {workers}: expected a positive integer")
+        spec.launcher.workers = workers
+
+
+def _settings(spec: SweepSpec, search: Search) -> list[Setting]:
+    """The settings known now, each with its run config, all validated before any run."""
+    settings = search.known() if spec.method == "grid" or search.exists() else []
+    for s in settings:
+        s.config = build_config(spec.raw_base, s.params, spec.name)
+    # Random/TPE settings are proposed later: check the ends of every range now.
+    validate(settings if spec.method == "grid" else settings + _corners(spec))
+    return settings
+
+
+def _corners(spec: SweepSpec) -> list[Setting]:
+    """For each parameter, every value (or both ends of its range), others at their first."""
+    first = {p.key: p.values[0] if p.values else p.low for p in spec.parameters}
+    out = []
+    for p in spec.parameters:
+        for v in p.values or (p.low, p.high):
+            params = {**first, p.key: int(v) if p.distribution == "int_uniform" else v}
+            out.append(Setting(f"{p.key}={v}", params,
+                               config=build_config(spec.raw_base, params, spec.name)))
+    return out
+
+
+def _prepare_folder(spec: SweepSpec, folder: Path) -> None:
+    """Write sweep.yaml; refuse to resume a sweep whose settings would mean something else."""
+    from runlab.config import config_hash
+
+    resolved = {**spec.resolved(), "base_hash": config_hash(spec.base_config)}
+    path = folder / "sweep.yaml"
+    if path.exists():
+        old = yaml.safe_load(path.read_text()) or {}
+        changed = [k for k in IDENTITY_KEYS if old.get(k) != resolved.get(k)]
+        if changed:
+            raise ConfigError(
+                f"sweep '{spec.name}' in {folder} was started with a different "
+                f"{', '.join(changed)}; resume it unchanged, give the sweep a new name, "
+                f"or delete {folder}")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
+    tmp.replace(path)
+
+
+def _launcher(spec: SweepSpec, folder: Path, train: tuple[str, ...]) -> Any:
+    if spec.launcher.name == "slurm":
+        from runlab.sweep.slurm import SlurmLauncher
+
+        return SlurmLauncher(spec.name, spec.launcher, folder, train)
+    from runlab.sweep.local import LocalLauncher
+
+    device = str((spec.base_config.get("trainer") or {}).get("device", "auto"))
+    return LocalLauncher(spec.name, spec.launcher.workers, train, use_gpus=device != "cpu")
+
+
+def _print_plan(spec: SweepSpec, settings: list[Setting]) -> None:
+    seeds = ",".join(str(s) for s in spec.seeds)
+    for s in settings:
+        print(f"{s.sid}  seeds {seeds}  {json.dumps(s.params, default=str)}")
+    if spec.method == "grid":
+        print(f"{len(settings)} settings x {len(spec.seeds)} seeds = "
+              f"{len(settings) * len(spec.seeds)} runs (grid of "
+              f"{grid_size(spec.parameters)})")
+    else:
+        space = ", ".join(f"{p.key}: {p.to_dict()}" for p in spec.parameters)
+        print(f"{spec.method}: {spec.trials} settings x {len(spec.seeds)} seeds = "
+              f"{(spec.trials or 0) * len(spec.seeds)} runs, {len(settings)} proposed so far; "
+              f"search space {space}")
+
+
+def _report(spec: SweepSpec, folder: Path, search: Search, tally: Tally) -> int:
+    """summary.csv, failures and the best setting; the exit code."""
+    settings = search.known()
+    failed: dict[str, list[int]] = {}
+    for f in tally.failures:
+        failed.setdefault(f.sid, []).append(f.seed)
+    table = rows(settings, tally.values, failed)
+    write_csv(table, folder / "summary.csv")
+    for f in tally.failures:
+        print(f"FAILED {f.run_id}: {f.error}\n  run folder: {f.run_dir}")
+    if tally.interrupted:
+        print(f"sweep interrupted; run the same command again to resume ({folder})")
+        return 130
+    top = best(table, spec.goal)
+    if top is not None:
+        params = {p.key: top[p.key] for p in spec.parameters}
+        ci = "" if top["ci95_low"] is None else \
+            f", 95% CI [{top['ci95_low']:.4g}, {top['ci95_high']:.4g}]"
+        print(f"best: {top['setting']} {json.dumps(params, default=str)}: {spec.metric} "
+              f"{spec.stat} mean {top['mean']:.4g}{ci} over n={top['n']} seeds "
+              f"(config {folder / 'configs' / (top['setting'] + '.yaml')})")
+    print(f"summary: {folder / 'summary.csv'}")
+    return 1 if tally.failures else 0
