@@ -84,7 +84,6 @@ class Trainer:
             "val/loss" if splits.val is not None else "train/loss")
         self.best_value: float | None = None
         self.stop_signal: int | None = None
-        self.t0 = time.time()
         self.hparams: dict[str, float] = {}
         self._last_log_step = 0
         self._last_ckpt = time.monotonic()
@@ -187,7 +186,10 @@ class Trainer:
             else:
                 self.scheduler.step()
         if self.progress is not None:
-            self.progress.end_epoch(dict(s.metrics))
+            order = {"train": 0, "val": 1}
+            shown = sorted((k for k in s.metrics if k != "epoch" and not k.startswith("test/")),
+                           key=lambda k: order.get(k.split("/")[0], 2))
+            self.progress.end_epoch({k: s.metrics[k] for k in shown})
         self._emit("on_epoch_end")
         self.flush_logs()
         self.maybe_save_best()
@@ -273,7 +275,7 @@ class Trainer:
     def checkpoint(self) -> dict[str, Any]:
         s = self.state
         return {
-            "format": 1,
+            "format": 1, "csv_t0": self.csv.t0 if self.csv is not None else None,
             "config_hash": config_hash(self.cfg),
             "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
             "model": self.model.state_dict(),
@@ -285,7 +287,7 @@ class Trainer:
             "trainer": {
                 "window": self.window.state_dict(), "epoch_acc": self.epoch_acc.state_dict(),
                 "summary": self.summary.data, "best_value": self.best_value,
-                "metrics": dict(s.metrics), "should_stop": s.should_stop, "t0": self.t0,
+                "metrics": dict(s.metrics), "should_stop": s.should_stop,
                 "csv_offset": self.csv.tell() if self.csv is not None else None,
             },
         }
@@ -312,5 +314,5 @@ class Trainer:
         self.window.load_state_dict(t["window"], self.device)
         self.epoch_acc.load_state_dict(t["epoch_acc"], self.device)
         self.summary.data, self.best_value = t["summary"], t["best_value"]
-        s.metrics, s.should_stop, self.t0 = dict(t["metrics"]), t["should_stop"], t["t0"]
+        s.metrics, s.should_stop = dict(t["metrics"]), t["should_stop"]
         ckpt.set_rng_state(state["rng"])

@@ -1,0 +1,158 @@
+"""The `runlab` command: thin, parses and calls the library. Heavy imports are lazy so
+`runlab --help` answers at once.
+
+Exit codes: 0 success, 1 the run/sweep itself failed, 2 bad usage or bad config.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from runlab.runs.cli import app as runs_app
+from runlab.runs.cli import usage_errors
+from runlab.sweep.cli import sweep
+
+app = typer.Typer(
+    name="runlab",
+    help="Train, sweep and analyse PyTorch models from one YAML config; every run recorded.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(runs_app, name="runs", help="List, show, resume and delete runs.")
+app.command("sweep")(sweep)
+try:  # TEMP until analysis cli lands
+    from runlab.analysis.cli import analyze, report
+
+    app.command("analyze")(analyze)
+    app.command("report")(report)
+except ImportError:
+    pass
+
+KINDS = ("models", "datasets", "losses", "optimizers", "schedulers", "hparam-schedules",
+         "diagnostics", "callbacks")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    from runlab.errors import ConfigError
+
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        k = int(text)
+    except ValueError:
+        raise ConfigError(f"--seeds: expected a count K or a list like 0,3,7, got {text!r}") from None
+    if k < 1:
+        raise ConfigError(f"--seeds: expected a count >= 1, got {k}")
+    return list(range(k))
+
+
+@app.command(context_settings={"allow_extra_args": False})
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config file (or a run's config.yaml).")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="Dotted KEY=VALUE overrides, e.g. model.latent_dim=8 trainer.max_epochs=3.")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Runs root.", envvar="RUNLAB_RUNS_DIR")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (overrides `name:`).")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Train seeds 0..K-1 (K) or a list (0,3,7).")] = None,
+    no_vectorize: Annotated[bool, typer.Option("--no-vectorize", help="With --seeds: one seed after another.")] = False,
+    chunk: Annotated[Optional[int], typer.Option("--chunk", help="With --seeds: members trained at once.")] = None,
+    nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes (torch.distributed).")] = 1,
+    run_dir: Annotated[Optional[list[Path]], typer.Option("--run-dir", hidden=True,
+                                                          help="Train into exactly this folder.")] = None,
+    sweep_info: Annotated[Optional[str], typer.Option("--sweep-info", hidden=True)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Resume even if the config changed.")] = False,
+) -> None:
+    """Train one config (or several seeds of it) into run folders."""
+    from runlab.config import load_config
+
+    with usage_errors():
+        ov = list(overrides or [])
+        if name:
+            ov.append(f"name={name}")
+        cfg = load_config(config, ov)
+        extra = {"sweep": json.loads(sweep_info)} if sweep_info else {}
+        if nproc > 1:
+            from runlab.distributed import launch
+
+            raise typer.Exit(launch(config, ov, nproc, runs_dir))
+        if seeds is not None:
+            from runlab.ensemble.api import train_seeds
+
+            code = train_seeds(cfg, _parse_seeds(seeds), runs_dir, run_dirs=run_dir,
+                               vectorize=not no_vectorize, chunk=chunk, extra=extra)
+            raise typer.Exit(code)
+        from runlab.train.api import train as train_run
+
+        target = run_dir[0] if run_dir else None
+        raise typer.Exit(train_run(cfg, runs_dir, target, extra, force=force))
+
+
+@runs_app.command("resume")
+def resume(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix, or run folder.")],
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Runs root.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Resume even if the config changed.")] = False,
+) -> None:
+    """Continue an interrupted or crashed run from its last checkpoint (same folder, same id)."""
+    from runlab.runs import store
+    from runlab.train.api import resume as resume_run
+
+    with usage_errors():
+        folder = store.resolve_run(run, runs_dir or store.default_runs_dir())
+        raise typer.Exit(resume_run(folder, force=force))
+
+
+@app.command("list")
+def list_components(
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(KINDS)}.")],
+) -> None:
+    """List registered components with a one-line description and their parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from runlab.config import did_you_mean
+    from runlab.registry import REGISTRIES
+
+    if kind not in REGISTRIES:
+        typer.echo(f"error: unknown kind '{kind}'.{did_you_mean(kind, KINDS)} Available: {', '.join(KINDS)}",
+                   err=True)
+        raise typer.Exit(2)
+    table = Table(title=f"runlab {kind}", show_lines=False)
+    table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("description")
+    table.add_column("parameters (defaults)", style="dim")
+    for entry in REGISTRIES[kind]:
+        src = "" if entry.source == "runlab" else f" [{entry.source}]"
+        table.add_row(entry.name, entry.description + src, entry.describe_params())
+    Console(width=max(120, Console().width)).print(table)
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")]) -> None:
+    """Scaffold a research project: configs/, sweeps/, models/, datasets/ with examples."""
+    from runlab.scaffold import scaffold
+
+    with usage_errors():
+        created = scaffold(directory)
+    typer.echo(f"created {len(created)} files in {directory}:")
+    for p in created:
+        typer.echo(f"  {p}")
+    typer.echo(f"next: cd {directory} && runlab train configs/example.yaml")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
