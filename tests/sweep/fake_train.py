@@ -74,7 +74,7 @@ def train_one(cfg: dict, seed: int, run_dir: Path, sweep: dict) -> int:
 
 def main(argv: list[str]) -> int:
     if "--help" in argv:
-        print("usage: fake_train CONFIG [KEY=VALUE] --run-dir DIR --sweep-info JSON")
+        print("usage: fake_train CONFIG [seed=K | --seeds a,b] --run-dir DIR... --sweep-info JSON")
         return 0
     cfg = yaml.safe_load(Path(argv[0]).read_text())
     run_dirs, seeds, sweep, i = [], [], {}, 1

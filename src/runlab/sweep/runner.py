@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ def run_sweep(path: str | Path, workers: int | None = None, launcher: str | None
     if dry_run:
         _print_plan(spec, settings)
         return 0
-    _prepare_folder(spec, folder)
+    with search.lock():
+        _prepare_folder(spec, folder)
     total = (len(settings) if spec.method == "grid" else spec.trials or 0) * len(spec.seeds)
     vectorize = spec.vectorize != "false" and len(spec.seeds) > 1 and trainer_takes_seeds(train)
     if spec.vectorize == "true" and len(spec.seeds) > 1 and not vectorize:
@@ -100,7 +102,7 @@ def _prepare_folder(spec: SweepSpec, folder: Path) -> None:
                 f"{', '.join(changed)}; resume it unchanged, give the sweep a new name, "
                 f"or delete {folder}")
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".yaml.tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(yaml.safe_dump(resolved, sort_keys=False))
     tmp.replace(path)
 

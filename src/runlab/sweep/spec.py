@@ -162,13 +162,12 @@ def _parameters(data: Any, method: str, base_config: dict, problems: list[str]) 
         if missing is not None:
             problems.append(f"parameters.{key}: no such key in the base config.{missing} "
                             "Add it to the base config or to `overrides` to sweep a new key")
-        param = _param(key, value, problems)
-        if param is None:
-            continue
-        if method == "grid" and param.values is None:
+        if method == "grid" and isinstance(value, dict) and "distribution" in value:
             problems.append(f"parameters.{key}: a distribution cannot be enumerated by method "
                             "grid; give a list of values, or use method random or tpe")
-        params.append(param)
+        param = _param(key, value, problems)
+        if param is not None:
+            params.append(param)
     return params
 
 

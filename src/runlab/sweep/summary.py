@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def write_csv(table: list[dict[str, Any]], path: Path) -> None:
     columns: list[str] = []
     for row in table:
         columns += [c for c in row if c not in columns]
-    tmp = path.with_suffix(".csv.tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
