@@ -1,0 +1,66 @@
+"""End-of-run plots: one figure per metric family from a run's metrics.csv."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from runlab.diagnostics.render import new_figure
+
+SPLITS = ("train", "val", "test")
+
+
+def metric_family(metric: str) -> str:
+    """The file stem a metric is drawn in: train/loss, val/loss -> loss; lr -> lr;
+    hparam/beta -> hparam-beta; diag/jacobian/encoder/frobenius -> diag-jacobian-encoder-frobenius."""
+    split, _, rest = metric.partition("/")
+    stem = rest if split in SPLITS and rest else metric
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "metric"
+
+
+def read_metrics(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """metric -> (steps, values) from a long-format metrics.csv (step,epoch,time,metric,value)."""
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                points[row["metric"]].append((float(row["step"]), float(row["value"])))
+            except (TypeError, ValueError):  # a half-written last line of a running run
+                continue
+    return {m: tuple(np.array(p).T) for m, p in points.items()}
+
+
+def plot_metrics(run_dir: Path) -> list[Path]:
+    """Write `plots/<family>.png` for every metric family in run_dir/metrics.csv.
+
+    Splits of one metric share an axis (loss.png holds train/loss, val/loss and
+    test/loss), x = optimiser step. Returns the written paths.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return []
+    families: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
+    for metric, series in sorted(read_metrics(path).items()):
+        families[metric_family(metric)][metric] = series
+    out = run_dir / "plots"
+    out.mkdir(exist_ok=True)
+    written = []
+    for family, metrics in families.items():
+        fig = new_figure(5.5, 3.5)
+        ax = fig.add_subplot()
+        for metric, (steps, values) in metrics.items():
+            order = np.argsort(steps, kind="stable")
+            style = "o-" if len(steps) <= 50 else "-"  # epoch-level series: show the points
+            ax.plot(steps[order], values[order], style, markersize=3, linewidth=1.2, label=metric)
+        ax.set_xlabel("step")
+        ax.set_ylabel(family)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        written.append(out / f"{family}.png")
+        fig.savefig(written[-1], dpi=90)
+    return written

@@ -1,0 +1,48 @@
+"""Inputs beside their reconstructions decode(encode(x))."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult
+from runlab.diagnostics.render import MAX_PANELS, image_rows, is_image, signal_panels
+from runlab.registry import DIAGNOSTICS
+
+
+@DIAGNOSTICS.register(
+    "reconstructions",
+    description="Inputs beside decode(encode(x)): image rows or overlaid signals.",
+)
+class Reconstructions(Diagnostic):
+    """Shows `n` fixed validation inputs with their reconstructions; for a VAE the
+    reconstruction of the mean code. Scalar: `mse` (per element, over the n inputs)."""
+
+    requires = ("encode", "decode")
+
+    def __init__(self, n: int = 16, **schedule: Any):
+        super().__init__(**schedule)
+        self.n = n
+
+    def run(self, ctx: DiagnosticContext) -> DiagnosticResult:
+        x = ctx.x
+        x_hat = ctx.model.decode(ctx.model.encode(x)).reshape(x.shape)  # (n, *input_shape)
+        mse = (x_hat - x).pow(2).flatten(1).mean(dim=1)  # (n,)
+        shape = tuple(x.shape[1:])
+        if is_image(shape):
+            fig = image_rows(torch.stack([x, x_hat]), ["input", "recon"])
+        else:
+            panels = torch.stack([x, x_hat], dim=1)[:MAX_PANELS]  # (p, 2, *input_shape)
+            fig = signal_panels(
+                panels,
+                ["input", "reconstruction"],
+                [f"mse {m:.3g}" for m in mse[:MAX_PANELS].tolist()],
+            )
+        fig.suptitle(f"reconstructions, step {ctx.step}", fontsize=9)
+        arrays = {
+            "inputs": x.cpu().numpy(),
+            "reconstructions": x_hat.float().cpu().numpy(),
+            "mse_per_input": mse.cpu().numpy(),
+        }
+        return DiagnosticResult({"mse": mse.mean().item()}, fig, arrays)
