@@ -1,0 +1,65 @@
+"""`runlab analyze` / `runlab report` commands, registered on a typer app as cli.py will."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from runlab.analysis.cli import analyze, report
+
+app = typer.Typer()
+app.command("analyze")(analyze)
+app.command("report")(report)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_analyze_formats(sweep_dir):
+    res = invoke("analyze", sweep_dir, "--metric", "val/loss", "--format", "json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["n"] for r in rows] == [4, 3, 3, 3] and {"ci_low", "sem"} <= set(rows[0])
+    res = invoke("analyze", sweep_dir, "-m", "val/acc", "-g", "optimizer.lr", "--stat", "best",
+                 "--format", "csv")
+    assert res.stdout.splitlines()[0].startswith("optimizer.lr,n,mean,std,sem,ci_low,ci_high")
+    assert len(res.stdout.splitlines()) == 3
+    res = invoke("analyze", sweep_dir, "-m", "val/loss", "--format", "markdown")
+    assert res.stdout.startswith("| model.width | optimizer.lr | n |")
+    res = invoke("analyze", sweep_dir, "-m", "val/loss")
+    assert "val/loss (final) over 13 runs" in res.stdout and "…" not in res.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-m", "val/los"], "Did you mean 'val/loss'? Available: train/loss, val/acc, val/loss"),
+    (["-m", "val/loss", "-g", "model.widht"], "Did you mean 'model.width'?"),
+])
+def test_analyze_bad_input_exits_2(sweep_dir, args, message):
+    res = invoke("analyze", sweep_dir, *args)
+    assert res.exit_code == 2 and message in res.stderr and res.stdout == ""
+
+
+def test_no_runs_exits_2(tmp_path):
+    res = invoke("analyze", tmp_path, "-m", "val/loss")
+    assert res.exit_code == 2 and "no runs found" in res.stderr
+    assert invoke("report", tmp_path / "missing").exit_code == 2
+
+
+def test_report_command(sweep_dir, tmp_path):
+    out = tmp_path / "r.html"
+    res = invoke("report", sweep_dir, "-o", out)
+    assert res.exit_code == 0 and out.exists() and "13 runs" in res.stdout
+
+
+def test_cli_module_imports_no_heavy_libraries():
+    code = ("import sys, runlab.analysis.cli; "
+            "print(sorted(m for m in ('pandas', 'scipy', 'matplotlib', 'numpy', 'optuna') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
