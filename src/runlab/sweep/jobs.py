@@ -11,9 +11,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 from runlab.sweep.settings import Setting
@@ -92,12 +92,8 @@ _SEEDS_FLAG: dict[tuple[str, ...], bool] = {}
 
 
 def trainer_takes_seeds(train: tuple[str, ...] = TRAIN_COMMAND) -> bool:
-    """Whether `runlab train` trains several seeds in one process (`--seeds`, issue 8)."""
+    """Whether `train` can train several seeds in one process (`--seeds` with one
+    `--run-dir` each, issue 8): true for runlab's own trainer once `runlab.ensemble` exists."""
     if train not in _SEEDS_FLAG:
-        try:
-            out = subprocess.run([*train, "--help"], capture_output=True, text=True, timeout=60,
-                                 env={**os.environ, "COLUMNS": "200"})
-            _SEEDS_FLAG[train] = "--seeds" in out.stdout and "--run-dir" in out.stdout
-        except (OSError, subprocess.TimeoutExpired):
-            _SEEDS_FLAG[train] = False
+        _SEEDS_FLAG[train] = train == TRAIN_COMMAND and find_spec("runlab.ensemble") is not None
     return _SEEDS_FLAG[train]

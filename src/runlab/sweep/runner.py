@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 
 from runlab.errors import ConfigError
-from runlab.sweep.jobs import TRAIN_COMMAND, trainer_takes_seeds
+from runlab.sweep.jobs import TRAIN_COMMAND, run_state, trainer_takes_seeds
 from runlab.sweep.progress import Progress
 from runlab.sweep.scheduler import Scheduler, Tally
 from runlab.sweep.search import Search
-from runlab.sweep.settings import Setting, build_config, grid_size, validate
+from runlab.sweep.settings import Setting, build_config, grid_size, run_id, validate
 from runlab.sweep.spec import SweepSpec, load_sweep
 from runlab.sweep.summary import best, rows, write_csv
 
@@ -37,7 +37,7 @@ def run_sweep(path: str | Path, workers: int | None = None, launcher: str | None
     _apply_cli(spec, workers, launcher)
     folder = Path(runs_dir) / "sweeps" / spec.name
     search = Search(spec, folder, storage)
-    settings = _settings(spec, search)
+    settings = _settings(spec, search, folder)
     if dry_run:
         _print_plan(spec, settings)
         return 0
@@ -65,13 +65,18 @@ def _apply_cli(spec: SweepSpec, workers: int | None, launcher: str | None) -> No
         spec.launcher.workers = workers
 
 
-def _settings(spec: SweepSpec, search: Search) -> list[Setting]:
-    """The settings known now, each with its run config, all validated before any run."""
+def _settings(spec: SweepSpec, search: Search, folder: Path) -> list[Setting]:
+    """The settings known now, each with its run config; those with runs left to do are
+    validated before any run starts (a finished sweep reruns without importing torch)."""
     settings = search.known() if spec.method == "grid" or search.exists() else []
     for s in settings:
         s.config = build_config(spec.raw_base, s.params, spec.name)
-    # Random/TPE settings are proposed later: check the ends of every range now.
-    validate(settings if spec.method == "grid" else settings + _corners(spec))
+    todo = [s for s in settings if any(
+        run_state(folder / run_id(spec.name, s.sid, seed))["status"] != "completed"
+        for seed in spec.seeds)]
+    if spec.method != "grid" and len(settings) < (spec.trials or 0):
+        todo += _corners(spec)  # settings proposed later: check every range's ends now
+    validate(todo)
     return settings
 
 
