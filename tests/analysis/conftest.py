@@ -28,9 +28,13 @@ def curve(lr: float, width: int, seed: int, n: int = 20) -> dict[str, np.ndarray
 
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
-    """runs/sweeps/demo: optimizer.lr in {0.01, 0.1} x model.width in {32, 64} x 3 seeds,
-    plus one failed and one running run; two runs carry diagnostics images."""
-    root = tmp_path / "runs" / "sweeps" / "demo"
+    return build_sweep(tmp_path)
+
+
+def build_sweep(base: Path) -> Path:
+    """base/runs/sweeps/demo: optimizer.lr in {0.01, 0.1} x model.width in {32, 64} x 3 seeds,
+    plus one failed and one running run; each sweep run has two diagnostics images."""
+    root = base / "runs" / "sweeps" / "demo"
     for lr in (0.01, 0.1):
         for width in (32, 64):
             for seed in range(3):
@@ -39,9 +43,8 @@ def sweep_dir(tmp_path: Path) -> Path:
                        "optimizer": {"name": "adamw", "lr": lr}}
                 folder = _make_run(root, f"demo-lr{lr}-w{width}-s{seed}", cfg,
                                    curve(lr, width, seed), sweep={"name": "demo"})
-                if seed == 0:
-                    make_diagnostic(folder, "reconstructions", 10)
-                    make_diagnostic(folder, "reconstructions", 20)
+                make_diagnostic(folder, "reconstructions", 10)
+                make_diagnostic(folder, "reconstructions", 20)
     bad = {"seed": 0, "data": {"root": "./data"},
            "model": {"name": "mlp", "width": 32, "hidden": [32, 32]},
            "optimizer": {"name": "adamw", "lr": 0.01}}

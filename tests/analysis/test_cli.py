@@ -51,10 +51,13 @@ def test_no_runs_exits_2(tmp_path):
     assert invoke("report", tmp_path / "missing").exit_code == 2
 
 
-def test_report_command(sweep_dir, tmp_path):
+def test_report_command(tmp_path, make_run):
+    for seed in range(2):  # a small set keeps this fast; test_report.py covers the content
+        make_run(tmp_path / "runs", "r", {"seed": seed}, {"val/acc": [0.5, 0.6 + seed / 10]})
     out = tmp_path / "r.html"
-    res = invoke("report", sweep_dir, "-o", out)
-    assert res.exit_code == 0 and out.exists() and "13 runs" in res.stdout
+    res = invoke("report", tmp_path / "runs", "-o", out)
+    assert res.exit_code == 0 and "2 runs" in res.stdout
+    assert "Summary: val/acc" in out.read_text(encoding="utf-8")
 
 
 def test_cli_module_imports_no_heavy_libraries():

@@ -90,3 +90,14 @@ def test_partial_line_nan_final_and_differing_steps(tmp_path, make_run):
 
 def rs_id(root, name):
     return next(p.name for p in root.iterdir() if p.name.startswith(f"{name}-"))
+
+
+def test_summaries_do_not_depend_on_row_order(sweep_dir):
+    """The general path (runs interleaved) agrees with the fast one (runs contiguous)."""
+    from runlab.analysis.summary import summarize
+
+    rs = load_runs(sweep_dir)
+    shuffled = rs.metrics.sort_values(["step", "metric"], kind="stable")  # interleaves runs
+    a = rs.summaries.set_index(["run_id", "metric"]).sort_index()
+    b = summarize(shuffled, last_k=10).set_index(["run_id", "metric"]).sort_index()
+    pd.testing.assert_frame_equal(a, b)

@@ -1,0 +1,115 @@
+"""The HTML report: self-contained content, and a real headless Chromium rendering it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runlab.analysis import load_runs, write_report
+from runlab.analysis.report import default_metric
+
+from .conftest import build_sweep
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
+]
+
+# Appended to a copy of the report: waits for load, checks images and clicks a header twice.
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var table = document.querySelector("table.sortable");
+  var heads = Array.prototype.slice.call(table.querySelectorAll("thead th"));
+  var col = heads.findIndex(function (h) { return h.textContent === "mean"; });
+  function column() {
+    return Array.prototype.map.call(table.tBodies[0].rows, function (r) {
+      return parseFloat(r.cells[col].getAttribute("data-sort")); });
+  }
+  heads[col].click(); var asc = column();
+  heads[col].click(); var desc = column();
+  var out = document.createElement("pre"); out.id = "probe";
+  out.textContent = JSON.stringify({
+    ready: document.body.getAttribute("data-ready"), images: imgs.length,
+    broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).length,
+    tables: document.querySelectorAll("table").length, asc: asc, desc: desc,
+    errors: document.getElementById("js-errors").textContent });
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """Built once: writing the report (about ten figures) is the slow part."""
+    base = tmp_path_factory.mktemp("report")
+    return write_report(build_sweep(base), base / "report.html")
+
+
+def test_report_is_self_contained(report):
+    page = report.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script src" not in page and "<link" not in page
+    for section in ("Summary: val/loss", "Learning curves", "Parameter effects",
+                    "Best runs: latest diagnostics", "Config differences between groups"):
+        assert section in page
+    pngs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(pngs) >= 3 + 2 + 2 + 3  # curves, metric-vs-param, parallel+importance, diags
+    assert all(base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert page.count("reconstructions step 20") == 3 and "step 10" not in page  # latest only
+    assert "<td class=\"text\">[32, 32]</td>" in page  # model.hidden differs between groups
+
+
+def test_default_metric_prefers_validation(sweep_dir):
+    assert default_metric(load_runs(sweep_dir)) == "val/loss"
+
+
+def _chromium() -> str:
+    found = next((p for p in (shutil.which(n) for n in
+                              ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    if found is None:
+        reason = "chromium is not installed (apt-get install -y chromium)"
+        print(f"SKIPPED: {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def _run_chromium(args: list[str], tmp_path: Path, name: str) -> subprocess.CompletedProcess:
+    cmd = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / f'profile-{name}'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    _chromium()
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"))
+    res = _run_chromium(["--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                        tmp_path, "dom")
+    console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+    assert console == [], console
+    found = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout, re.S)
+    assert found, res.stderr[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["ready"] == "1" and result["errors"] == ""
+    assert result["images"] >= 10 and result["broken"] == 0 and result["tables"] >= 4
+    assert result["asc"] == sorted(result["asc"]) and result["desc"] == result["asc"][::-1]
+
+    shot = tmp_path / "shot.png"
+    res = _run_chromium([f"--screenshot={shot}", "--window-size=1280,2400", report.as_uri()],
+                        tmp_path, "shot")
+    assert shot.exists(), res.stderr[-2000:]
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)[..., :3]  # (H, W, 3) floats in [0, 1]
+    not_white = (pixels < 0.95).any(axis=-1).mean()
+    assert pixels.std() > 0.05 and not_white > 0.05, (pixels.std(), not_white)
+    assert np.unique(pixels.reshape(-1, 3), axis=0).shape[0] > 100  # plots, not flat fills
