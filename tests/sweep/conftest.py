@@ -60,3 +60,6 @@ def fake_base(base_config: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
         base_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     return configure
+
+
+from .slurm_cluster import slurm_cluster  # noqa: E402, F401 - the session fixture
