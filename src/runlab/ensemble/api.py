@@ -1,0 +1,232 @@
+"""`runlab train CONFIG --seeds K`: K seeds of one config in one process, K run folders.
+
+Vectorised (torch.func) when the optimiser, scheduler and model allow it, else one
+seed after another through `runlab.train.api.train`. With `run_dirs` (sweeps) each
+seed trains into exactly its folder: completed ones are skipped, others resume
+from their `checkpoints/last.pt`; members at the same point resume together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import signal
+import traceback
+from pathlib import Path
+from typing import Any
+
+from runlab.config import config_diff, config_hash, load_config, validate_config
+from runlab.errors import ConfigError
+from runlab.runs.folder import CaptureOutput, new_run_id, read_run_json
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def refusals(cfg: dict[str, Any]) -> list[str]:
+    """Config settings that make a vectorised ensemble differ from K separate runs."""
+    from runlab.optim import ELEMENTWISE
+    from runlab.train.build import PRECISION_DTYPES
+
+    out = []
+    opt = str(cfg["optimizer"]["name"]).lower()
+    if opt not in ELEMENTWISE:
+        out.append(f"optimizer.name: {opt!r} is not element-wise, so one optimiser over the stacked "
+                   f"seeds would couple them; vectorised seeds need one of: {', '.join(sorted(ELEMENTWISE))}")
+    sched = cfg["scheduler"] or {}
+    if str(sched.get("name", "")).lower() == "reducelronplateau" or sched.get("monitor"):
+        out.append(f"scheduler.name: {sched.get('name')!r} follows a metric, which differs between "
+                   "seeds, but the vectorised seeds share one learning rate")
+    t = cfg["trainer"]
+    if PRECISION_DTYPES[str(t["precision"])] is not None and str(t["precision"]).startswith("16"):
+        out.append(f"trainer.precision: {t['precision']!r} needs a loss scaler that skips steps for "
+                   "all seeds at once; use 32 or bf16")
+    if t["compile"]:
+        out.append("trainer.compile: true is not supported for vectorised seeds")
+    return out
+
+
+def train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path,
+                run_dirs: list[Path] | None = None, vectorize: bool = True,
+                chunk: int | None = None, extra: dict[str, Any] | None = None) -> int:
+    """Train `cfg` once per seed; returns the exit code (0 only if every seed completed)."""
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: every seed must appear once, got {seeds}")
+    if run_dirs and len(run_dirs) != len(seeds):
+        raise ConfigError(f"--run-dir: given {len(run_dirs)} folders for {len(seeds)} seeds; give one per seed")
+    if chunk is not None and chunk < 1:
+        raise ConfigError(f"--chunk: expected >= 1, got {chunk}")
+    validate_config(cfg)
+    cfgs = [{**copy.deepcopy(cfg), "seed": int(s)} for s in seeds]
+    dirs: list[Path | None] = [Path(d) for d in run_dirs] if run_dirs else [None] * len(seeds)
+    extra = {**(extra or {}), "ensemble": _ensemble_id(cfg, dirs)}
+    if not vectorize:
+        return _sequential(cfgs, runs_dir, dirs, extra)
+    problems = refusals(cfg)
+    if problems:
+        raise ConfigError([*problems, "pass --no-vectorize to train the seeds one after another"])
+    todo = [(c, d, _resume_state(c, d)) for c, d in zip(cfgs, dirs, strict=True) if not _completed(d)]
+    codes = []
+    for group in _by_progress(todo):
+        code = _train_group(group, runs_dir, extra, chunk)
+        codes.append(code)
+        if code > EXIT_FAILED:  # interrupted (128 + signal) or Ctrl-C: stop here
+            return code
+    return max(codes, default=EXIT_OK)
+
+
+def _ensemble_id(cfg: dict[str, Any], dirs: list[Path | None]) -> str:
+    """The id in existing members' run.json (resume), else a new one."""
+    for d in dirs:
+        if d is not None and (d / "run.json").exists():
+            found = read_run_json(d).get("ensemble")
+            if found:
+                return str(found)
+    return new_run_id(f"{cfg['name']}-ens")
+
+
+def _completed(run_dir: Path | None) -> bool:
+    from runlab.runs.status import effective_status
+
+    if run_dir is None or not (run_dir / "run.json").exists():
+        return False
+    info = read_run_json(run_dir)
+    status = effective_status(info)
+    if status == "running":
+        raise ConfigError(f"run {info['id']} is running (pid {info.get('pid')} on {info.get('host')}); "
+                          "it cannot be trained twice")
+    if status == "completed":
+        print(f"runlab: run {info['id']} (seed {info.get('seed')}) is already completed; skipped")
+    return status == "completed"
+
+
+def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> dict[str, Any] | None:
+    """The member's last checkpoint when its folder has one (config checked), else None."""
+    from runlab.runs import checkpoint as ckpt
+
+    if run_dir is None or not (run_dir / "run.json").exists():
+        return None
+    stored = load_config(run_dir / "config.yaml")
+    if config_hash(stored) != config_hash(cfg):
+        diff = "\n    ".join(config_diff(stored, cfg))
+        raise ConfigError(f"config of run {run_dir.name} no longer matches (stored -> given):\n    {diff}")
+    last = run_dir / "checkpoints" / "last.pt"
+    return ckpt.load(last) if last.exists() else None
+
+
+def _by_progress(todo: list[tuple]) -> list[list[tuple]]:
+    """Members at the same (epoch, step, batch) train together; fresh ones at (0, 0, 0)."""
+    groups: dict[tuple[int, int, int], list[tuple]] = {}
+    for item in todo:
+        s = item[2]
+        key = (s["epoch"], s["step"], s["batch_in_epoch"]) if s is not None else (0, 0, 0)
+        groups.setdefault(key, []).append(item)
+    return list(groups.values())
+
+
+def _sequential(cfgs: list[dict[str, Any]], runs_dir: Path, dirs: list[Path | None],
+                extra: dict[str, Any]) -> int:
+    from runlab.train.api import train
+
+    codes = []
+    for cfg, run_dir in zip(cfgs, dirs, strict=True):
+        code = train(cfg, runs_dir, run_dir, extra)
+        codes.append(code)
+        if code > EXIT_FAILED:
+            return code
+    return max(codes, default=EXIT_OK)
+
+
+def _train_group(group: list[tuple], runs_dir: Path, extra: dict[str, Any], chunk: int | None) -> int:
+    """Members at one point of training, in chunks that fit the device."""
+    from runlab.train.api import prepare
+
+    first = prepare(group[0][0])
+    size = chunk or auto_chunk(first, len(group))
+    codes = []
+    for start in range(0, len(group), size):
+        part = group[start:start + size]
+        prepared = [first if start == 0 and i == 0 else prepare(c) for i, (c, _, _) in enumerate(part)]
+        code = _train_chunk(prepared, part, first.splits, runs_dir, extra)
+        codes.append(code)
+        if code > EXIT_FAILED:
+            return code
+    return max(codes)
+
+
+def auto_chunk(p: Any, k: int) -> int:
+    """How many members fit at once: half the free host memory, 80 % of free GPU memory."""
+    import torch
+
+    from runlab.ensemble.stacked import StepModule, member_bytes
+
+    x, y = p.splits.train
+    bs = p.cfg["data"]["batch_size"]
+    step = StepModule(p.model, p.loss, p.splits.meta.task == "classification")
+    need = member_bytes(step, x[:bs].to(p.device), y[:bs].to(p.device))
+    if p.device.type == "cuda":
+        budget = 0.8 * torch.cuda.mem_get_info(p.device)[0]
+    else:
+        budget = 0.5 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, min(k, int(budget // max(need, 1))))
+
+
+def _train_chunk(prepared: list, part: list[tuple], splits: Any, runs_dir: Path,
+                 extra: dict[str, Any]) -> int:
+    from runlab.ensemble.session import Session
+
+    session = Session(prepared, part, splits, extra)
+    problem = session.problem()
+    if problem is not None:
+        print(f"runlab: these seeds cannot be trained vectorised ({problem}); "
+              "training them one after another")
+        return _sequential([c for c, _, _ in part], runs_dir, [d for _, d, _ in part], extra)
+    with contextlib.ExitStack() as stack:
+        session.open(runs_dir)
+        for m in session.members:
+            resumed = m.record.info.get("resumes", 0)
+            marker = f"===== runlab: resumed at epoch {m.state.epoch} step {m.state.step} =====" if resumed else None
+            stack.enter_context(CaptureOutput(m.record.dir / "stdout.log", marker))
+        return _run(session)
+
+
+def _run(session) -> int:
+    from runlab.diagnostics.plots import plot_metrics
+    from runlab.train.api import _SignalStop
+    from runlab.train.trainer import Interrupted
+
+    trainer = session.trainer
+    for m in session.members:
+        m.record.start()
+    seeds = ",".join(str(m.seed) for m in session.members)
+    print(f"runlab: training seeds {seeds} vectorised in one process (ensemble {session.ensemble_id})")
+    try:
+        with _SignalStop(trainer):
+            trainer.fit()
+    except Interrupted as e:
+        name = signal.Signals(e.signum).name
+        dirs = " ".join(f"--run-dir {m.record.dir}" for m in trainer.active)
+        print(f"runlab: {name} received: checkpoints saved at epoch {trainer.epoch} step {trainer.step}; "
+              f"resume the ensemble with `runlab train {trainer.active[0].record.dir / 'config.yaml'} "
+              f"--seeds {','.join(str(m.seed) for m in trainer.active)} {dirs}` "
+              "or one member alone with `runlab runs resume <run-id>`")
+        for m in trainer.active:
+            m.finish("interrupted", signal=name)
+        return 128 + e.signum
+    except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-reported
+        traceback.print_exc()
+        err = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
+        for m in trainer.active:
+            m.finish("failed", error=err)
+        return 130 if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
+    failed = 0
+    for m in session.members:
+        if m.record.info["status"] != "completed":
+            failed += 1
+            continue
+        plot_metrics(m.record.dir)
+        shown = [k for k in ("val/acc", "val/loss", "test/acc") if k in m.summary.data]
+        parts = ", ".join(f"{k} {m.summary.data[k]['final']:.4f}" for k in shown)
+        print(f"runlab: run {m.record.dir.name} (seed {m.seed}) completed" + (f": {parts}" if parts else ""))
+    return EXIT_FAILED if failed else EXIT_OK
+

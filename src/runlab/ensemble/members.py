@@ -1,0 +1,123 @@
+"""One ensemble member = one ordinary run: its folder, writers, summary, callbacks and
+checkpoints, all in the single-run formats.
+
+A member's `checkpoints/last.pt` is a normal single-run checkpoint (its own model
+state_dict, its slice of the optimiser state, the shared scheduler/RNG state) plus an
+`ensemble` entry. So `runlab runs resume <member>` resumes that member alone with the
+ordinary Trainer, and the ensemble resumes by stacking its members' checkpoints again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from runlab.runs.folder import RunRecord
+from runlab.train.events import Callback, TrainState
+from runlab.train.metrics import Summary, goal
+
+SHARED_OPT_STATE = ("step",)  # optimiser state entries that are per tensor, not per element
+
+
+@dataclass
+class Member:
+    """The per-run half of an ensemble member (the tensors live in the Stack)."""
+
+    index: int
+    cfg: dict[str, Any]
+    record: RunRecord
+    state: TrainState
+    writer: Any
+    csv: Any
+    scheduled: list
+    callbacks: list[Callback] = field(default_factory=list)
+    summary: Summary = field(default_factory=Summary)
+    monitor: str = "val/loss"
+    best_value: float | None = None
+    active: bool = True
+    last_log_step: int = 0
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg["seed"])
+
+    def log(self, scalars: dict[str, float]) -> None:
+        """Like Trainer.log: scalars plus whatever callbacks left pending, at the current step."""
+        s = self.state
+        if s.pending:
+            scalars = {**scalars, **s.pending}
+            s.pending.clear()
+        self.summary.update(s.step, scalars)
+        self.writer.write_scalars(s.step, scalars, s.epoch)
+
+    def flush(self) -> None:
+        if self.state.pending:
+            self.log({})
+        self.writer.flush()
+
+    def emit(self, event: str) -> None:
+        for cb in self.callbacks:
+            try:
+                getattr(cb, event)(self.state)
+            except Exception as e:
+                raise RuntimeError(f"callback {type(cb).__name__}.{event} raised "
+                                   f"{type(e).__name__}: {e} (seed {self.seed})") from e
+
+    def improved(self) -> bool:
+        """Whether the monitored metric beat the best so far (then it becomes the best)."""
+        value = self.state.metrics.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return False
+        better = self.best_value is None or (
+            value < self.best_value if goal(self.monitor) == "min" else value > self.best_value)
+        if better:
+            self.best_value = value
+        return better
+
+    def finish(self, status: str, **fields: Any) -> None:
+        s = self.state
+        self.active = False
+        try:
+            self.writer.close()
+        finally:
+            self.record.finish(status, epoch=s.epoch, step=s.step, summary=self.summary.data, **fields)
+
+
+# ---------------------------------------------------------------- checkpoint slicing
+
+def slice_optimizer(stacked: dict[str, Any], trained: list[torch.Tensor], k: int) -> dict[str, Any]:
+    """Member k's optimiser state_dict, as an optimiser over its own model would hold it."""
+    state = {}
+    for i, entries in stacked["state"].items():
+        shape = trained[i].shape
+        state[i] = {name: v[k].clone() if _per_element(name, v, shape) else v
+                    for name, v in entries.items()}
+    return {"state": state, "param_groups": stacked["param_groups"]}
+
+
+def stack_optimizer(members: list[dict[str, Any]], trained: list[torch.Tensor]) -> dict[str, Any]:
+    """The inverse of `slice_optimizer` over all members."""
+    state = {}
+    for i, entries in members[0]["state"].items():
+        shape = trained[i].shape
+        state[i] = {name: torch.stack([m["state"][i][name] for m in members])
+                    if _per_element(name, v, shape[1:]) else v for name, v in entries.items()}
+    return {"state": state, "param_groups": members[0]["param_groups"]}
+
+
+def _per_element(name: str, value: Any, shape: torch.Size) -> bool:
+    return torch.is_tensor(value) and name not in SHARED_OPT_STATE and value.shape == shape
+
+
+def slice_accumulator(state: dict[str, Any], k: int) -> dict[str, Any]:
+    """Member k's share of an Accumulator whose sums are (terms, K)."""
+    sums = state["sums"]
+    return {**state, "sums": None if sums is None else sums[:, k].clone()}
+
+
+def stack_accumulators(states: list[dict[str, Any]]) -> dict[str, Any]:
+    sums = [s["sums"] for s in states]
+    return {**states[0], "sums": None if sums[0] is None else torch.stack(sums, dim=1)}

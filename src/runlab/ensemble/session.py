@@ -1,0 +1,123 @@
+"""One vectorised chunk of an ensemble: from prepared members to a ready EnsembleTrainer.
+
+Builds the Stack, checks that it vectorises (before any run folder exists), then
+opens each member's run folder (new or resumed), one optimiser and scheduler over
+the stacked tensors, and restores every member's checkpoint when resuming.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runlab.ensemble.members import Member, stack_accumulators, stack_optimizer
+from runlab.ensemble.stacked import Stack, StepModule, vectorization_problem
+from runlab.ensemble.trainer import EnsembleTrainer
+from runlab.logging.csv import truncate_csv
+from runlab.runs import checkpoint as ckpt
+from runlab.runs.folder import RunRecord
+from runlab.train.events import TrainState
+
+
+def stream_seed(seeds: list[int]) -> int:
+    """Seed of the RNG stream the vectorised members share (dropout masks, VAE noise)."""
+    return zlib.crc32(",".join(str(s) for s in seeds).encode())
+
+
+class Session:
+    """`prepared`: one `runlab.train.api.Prepared` per member (its model built under its
+    seed exactly as a single run builds it); `part`: (cfg, run_dir, resume_state) each."""
+
+    def __init__(self, prepared: list, part: list[tuple], splits: Any, extra: dict[str, Any]):
+        self.prepared, self.part, self.splits, self.extra = prepared, part, splits, extra
+        self.ensemble_id = extra["ensemble"]
+        self.cfg, self.device = prepared[0].cfg, prepared[0].device
+        classification = splits.meta.task == "classification"
+        self.stack = Stack([StepModule(p.model, p.loss, classification) for p in prepared])
+        self.members: list[Member] = []
+        self.trainer: EnsembleTrainer | None = None
+
+    def problem(self) -> str | None:
+        """Why this chunk cannot train vectorised, or None."""
+        train = self.splits.train
+        if not (isinstance(train, tuple) and all(isinstance(t, torch.Tensor) for t in train)):
+            return f"dataset '{self.splits.meta.name}' is not held as tensors"
+        x, y = train
+        found = vectorization_problem(self.stack, x[:2].to(self.device), y[:2].to(self.device))
+        if found is not None:
+            return f"model '{self.cfg['model']['name']}' with its loss does not run under torch.func.vmap: {found}"
+        return None
+
+    def open(self, runs_dir: Path) -> None:
+        """Run folders, writers, optimiser, scheduler, trainer; restore checkpoints."""
+        from runlab.optim import build_optimizer, build_scheduler
+
+        cfg = self.cfg
+        optimizer = build_optimizer(cfg["optimizer"], self.stack.trained)
+        n_batches = -(-len(self.splits.train[0]) // cfg["data"]["batch_size"])
+        steps = max(1, n_batches // cfg["trainer"]["accumulate"])
+        scheduler, interval, _ = build_scheduler(cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"], steps)
+        self.members = [self._member(i, p, run_dir, state, runs_dir, optimizer)
+                        for i, (p, (_, run_dir, state)) in enumerate(zip(self.prepared, self.part, strict=True))]
+        self.trainer = EnsembleTrainer(cfg, self.splits, self.stack, self.members, optimizer, self.device,
+                                       scheduler=scheduler, sched_interval=interval,
+                                       ensemble={"id": self.ensemble_id})
+        states = [s for _, _, s in self.part]
+        if states[0] is None:
+            ckpt.seed_everything(stream_seed([m.seed for m in self.members]))
+        else:
+            self._restore(states)
+
+    def _member(self, i: int, p: Any, run_dir: Path | None, state: dict[str, Any] | None,
+                runs_dir: Path, optimizer: torch.optim.Optimizer) -> Member:
+        from runlab.train.api import create_run_dir, make_writers
+
+        cfg = p.cfg
+        if run_dir is not None and (run_dir / "run.json").exists():
+            record = RunRecord.load(run_dir)
+            record.info["resumes"] = int(record.info.get("resumes", 0)) + 1
+            if state is not None and state["trainer"]["csv_offset"] is not None:
+                truncate_csv(run_dir / "metrics.csv", state["trainer"]["csv_offset"])
+            elif state is None:  # nothing to continue from: start over in the same folder
+                (run_dir / "metrics.csv").unlink(missing_ok=True)
+        else:
+            record = create_run_dir(cfg, runs_dir, run_dir, self.extra)
+        quiet = {**cfg, "logging": {**cfg["logging"], "console": False}}  # one ensemble line instead
+        writer, csv, _ = make_writers(quiet, record.dir, record, None, state)
+        callbacks = list(p.callbacks)
+        if cfg["diagnostics"]:
+            from runlab.diagnostics.runner import DiagnosticsCallback
+
+            callbacks.append(DiagnosticsCallback(cfg["diagnostics"], record.dir, cfg["seed"]))
+        t = cfg["trainer"]
+        ts = TrainState(cfg, record.dir, self.splits.meta, p.model, optimizer, self.device, writer,
+                        t["max_epochs"])
+        ts.train_data, ts.val_data = self.splits.train, self.splits.val
+        monitor = t["monitor"] or (t["early_stopping"] or {}).get("monitor") or (
+            "val/loss" if self.splits.val is not None else "train/loss")
+        return Member(i, cfg, record, ts, writer, csv, p.scheduled, callbacks, monitor=monitor)
+
+    def _restore(self, states: list[dict[str, Any]]) -> None:
+        """Load every member's checkpoint into the stacked tensors and the shared state."""
+        tr = self.trainer
+        for m, s in zip(self.members, states, strict=True):
+            m.state.model.load_state_dict(s["model"])  # copies into the member's stacked slice
+            for i, cb in enumerate(m.callbacks):
+                cb.load_state_dict(s["callbacks"].get(f"{i}:{type(cb).__name__}", {}))
+            t = s["trainer"]
+            m.summary.data, m.best_value = t["summary"], t["best_value"]
+            m.state.metrics, m.state.should_stop = dict(t["metrics"]), t["should_stop"]
+            m.last_log_step = s["step"]
+        first = states[0]
+        tr.optimizer.load_state_dict(stack_optimizer([s["optimizer"] for s in states], self.stack.trained))
+        if tr.scheduler is not None and first["scheduler"] is not None:
+            tr.scheduler.load_state_dict(first["scheduler"])
+        tr.epoch, tr.step, tr.batch_in_epoch = first["epoch"], first["step"], first["batch_in_epoch"]
+        tr.window.load_state_dict(stack_accumulators([s["trainer"]["window"] for s in states]), self.device)
+        tr.epoch_acc.load_state_dict(stack_accumulators([s["trainer"]["epoch_acc"] for s in states]),
+                                     self.device)
+        tr.sync_progress()
+        ckpt.set_rng_state(first["rng"])
