@@ -104,7 +104,7 @@ def make_state(model: nn.Module, meta: DatasetMeta, run_dir: Path | None) -> Tra
         run_dir=run_dir,
         meta=meta,
         model=model,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        optimizer=None,  # callbacks do not use it; building one imports torch._dynamo (slow)
         device=torch.device("cpu"),
         writer=RecordingWriter(),
         max_epochs=4,

@@ -81,6 +81,7 @@ def test_builtin_writes_png_and_npz(diag_name, model_name, meta, tmp_path):
     assert logged and all(np.isfinite(v) for v in logged.values())
 
 
+@pytest.mark.slow  # sklearn's t-SNE takes seconds on a busy CPU
 def test_latent_space_tsne(tmp_path):
     state = run_once(
         "autoencoder", {"name": "latent_space", "method": "tsne", "n": 40}, SIGNALS, tmp_path

@@ -76,7 +76,7 @@ def _parse(specs: Any) -> tuple[list[Slot], list[str]]:
             close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.5)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             problems.append(
-                f"unknown parameter '{k}' at {where}.{k} for diagnostic '{name}'.{hint} "
+                f"{where}.{k}: unknown parameter of diagnostic {name} (value {params[k]!r}).{hint} "
                 f"Allowed: {', '.join(allowed)}"
             )
         if unknown:
@@ -84,7 +84,7 @@ def _parse(specs: Any) -> tuple[list[Slot], list[str]]:
         try:
             diagnostic = cls(**params)
         except (TypeError, ValueError) as e:
-            problems.append(f"bad parameters for diagnostic '{name}' at {where}: {e}")
+            problems.append(f"{where}: bad parameters for diagnostic {name}: {e}")
             continue
         seen[name] += 1
         key = name if seen[name] == 1 else f"{name}-{seen[name]}"
