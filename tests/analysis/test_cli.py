@@ -66,3 +66,16 @@ def test_cli_module_imports_no_heavy_libraries():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_real_cli_end_to_end(sweep_dir):
+    """As a user would: `python -m runlab analyze ...` in a subprocess."""
+    run = [sys.executable, "-m", "runlab", "analyze", str(sweep_dir)]
+    ok = subprocess.run([*run, "-m", "val/acc", "-g", "model.width", "--format", "json"],
+                        capture_output=True, text=True, timeout=120)
+    if "No such command" in ok.stderr:
+        pytest.skip("runlab.cli does not register `analyze` yet")
+    assert ok.returncode == 0, ok.stderr
+    assert [r["model.width"] for r in json.loads(ok.stdout)] == [32, 64]
+    bad = subprocess.run([*run, "-m", "val/ac"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "Did you mean 'val/acc'?" in bad.stderr

@@ -101,3 +101,13 @@ def test_summaries_do_not_depend_on_row_order(sweep_dir):
     a = rs.summaries.set_index(["run_id", "metric"]).sort_index()
     b = summarize(shuffled, last_k=10).set_index(["run_id", "metric"]).sort_index()
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_running_run_with_stale_heartbeat_counts_as_crashed(tmp_path, make_run):
+    import json
+
+    folder = make_run(tmp_path, "gone", {"seed": 0}, {"val/loss": [1.0]}, status="running")
+    info = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**info, "heartbeat": 0.0}))
+    rs = load_runs(tmp_path)
+    assert list(rs.runs["status"]) == ["crashed"]

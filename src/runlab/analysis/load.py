@@ -11,8 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import socket
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,15 +23,14 @@ import yaml
 
 from runlab.analysis.summary import summarize
 from runlab.errors import ConfigError
+from runlab.runs.status import STATUSES, effective_status
 
-STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
 # Columns that describe where a run came from rather than what it was configured to do.
 PROVENANCE = (
     "run_id", "status", "path", "created", "started", "ended", "duration_s", "host",
     "git.commit", "git.dirty", "sweep.name", "sweep.setting", "sweep.trial", "ensemble",
     "error.type",
 )
-_STALE_AFTER_S = 120.0  # fallback when runlab.runs.status is not importable
 _METRIC_COLUMNS = ["step", "epoch", "time", "metric", "value"]
 _NUMERIC_COLUMNS = ["step", "epoch", "time", "value"]
 
@@ -133,7 +130,7 @@ def _read_run_info(folder: Path) -> dict[str, Any] | None:
     git, sweep, error = info.get("git") or {}, info.get("sweep") or {}, info.get("error") or {}
     row = {
         "run_id": info.get("id", folder.name),
-        "status": _effective_status(info),
+        "status": effective_status(info),
         "path": str(folder),
         "name": info.get("name"),
         "seed": info.get("seed"),
@@ -168,27 +165,6 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def _effective_status(info: dict[str, Any]) -> str:
-    """`running` runs whose process is gone are `crashed` (see docs/INTERNALS.md)."""
-    status = info.get("status", "crashed")
-    if status != "running":
-        return status
-    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
-        try:
-            os.kill(info["pid"], 0)
-        except ProcessLookupError:
-            return "crashed"
-        except PermissionError:
-            pass  # alive, owned by someone else
-        return "running"
-    try:
-        from runlab.runs.status import STALE_AFTER_S as stale
-    except ImportError:
-        stale = _STALE_AFTER_S
-    heartbeat = info.get("heartbeat") or 0.0
-    return "crashed" if time.time() - heartbeat > stale else "running"
 
 
 def _runs_frame(items: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special  # scipy.stats is slow to import: only mann_whitney needs it
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -23,7 +23,8 @@ def t_critical(n: np.ndarray | int, ci: float = 0.95) -> np.ndarray:
     """Two-sided Student-t critical value for `n` samples (NaN where n < 2)."""
     df = np.asarray(n, dtype=np.float64) - 1
     with np.errstate(invalid="ignore"):
-        return np.where(df >= 1, stats.t.ppf(0.5 + ci / 2, np.maximum(df, 1)), np.nan)
+        # stdtrit is the t quantile function (what scipy.stats.t.ppf calls)
+        return np.where(df >= 1, special.stdtrit(np.maximum(df, 1), 0.5 + ci / 2), np.nan)
 
 
 def t_confidence_interval(x: ArrayLike, ci: float = 0.95) -> tuple[float, float]:
@@ -80,6 +81,8 @@ def welch_ttest(a: ArrayLike, b: ArrayLike) -> tuple[float, float, float]:
 
 def mann_whitney(a: ArrayLike, b: ArrayLike) -> tuple[float, float]:
     """Two-sided Mann-Whitney U test: (U of `a`, p). Exact for small untied samples."""
+    from scipy import stats
+
     a, b = _clean(a), _clean(b)
     if len(a) == 0 or len(b) == 0:
         return (np.nan, np.nan)
