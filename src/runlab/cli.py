@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from runlab.analysis.cli import analyze, report
 from runlab.runs.cli import app as runs_app
 from runlab.runs.cli import usage_errors
 from runlab.sweep.cli import sweep
@@ -27,13 +28,8 @@ app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs", help="List, show, resume and delete runs.")
 app.command("sweep")(sweep)
-try:  # TEMP until analysis cli lands
-    from runlab.analysis.cli import analyze, report
-
-    app.command("analyze")(analyze)
-    app.command("report")(report)
-except ImportError:
-    pass
+app.command("analyze")(analyze)
+app.command("report")(report)
 
 KINDS = ("models", "datasets", "losses", "optimizers", "schedulers", "hparam-schedules",
          "diagnostics", "callbacks")
@@ -56,17 +52,17 @@ def _parse_seeds(text: str) -> list[int]:
 @app.command(context_settings={"allow_extra_args": False})
 def train(
     config: Annotated[Path, typer.Argument(help="YAML config file (or a run's config.yaml).")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(
+    overrides: Annotated[list[str] | None, typer.Argument(
         help="Dotted KEY=VALUE overrides, e.g. model.latent_dim=8 trainer.max_epochs=3.")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Runs root.", envvar="RUNLAB_RUNS_DIR")] = Path("runs"),
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (overrides `name:`).")] = None,
-    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Train seeds 0..K-1 (K) or a list (0,3,7).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (overrides `name:`).")] = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="Train seeds 0..K-1 (K) or a list (0,3,7).")] = None,
     no_vectorize: Annotated[bool, typer.Option("--no-vectorize", help="With --seeds: one seed after another.")] = False,
-    chunk: Annotated[Optional[int], typer.Option("--chunk", help="With --seeds: members trained at once.")] = None,
+    chunk: Annotated[int | None, typer.Option("--chunk", help="With --seeds: members trained at once.")] = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes (torch.distributed).")] = 1,
-    run_dir: Annotated[Optional[list[Path]], typer.Option("--run-dir", hidden=True,
+    run_dir: Annotated[list[Path] | None, typer.Option("--run-dir", hidden=True,
                                                           help="Train into exactly this folder.")] = None,
-    sweep_info: Annotated[Optional[str], typer.Option("--sweep-info", hidden=True)] = None,
+    sweep_info: Annotated[str | None, typer.Option("--sweep-info", hidden=True)] = None,
     force: Annotated[bool, typer.Option("--force", help="Resume even if the config changed.")] = False,
 ) -> None:
     """Train one config (or several seeds of it) into run folders."""
@@ -97,7 +93,7 @@ def train(
 @runs_app.command("resume")
 def resume(
     run: Annotated[str, typer.Argument(help="Run id, unique id prefix, or run folder.")],
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Runs root.")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Runs root.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Resume even if the config changed.")] = False,
 ) -> None:
     """Continue an interrupted or crashed run from its last checkpoint (same folder, same id)."""

@@ -197,6 +197,8 @@ def fill_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     for key in ("name", "seed", "plugins", "model", "loss", "optimizer", "scheduler",
                 "diagnostics", "callbacks"):
         out.setdefault(key, copy.deepcopy(DEFAULTS[key]))
+    if isinstance(out["optimizer"], dict) and "name" not in out["optimizer"]:
+        out["optimizer"] = {**DEFAULTS["optimizer"], **out["optimizer"]}  # `optimizer.lr=...` alone
     if isinstance(out.get("logging"), dict) and out["logging"].get("wandb") is True:
         out["logging"]["wandb"] = {**DEFAULTS["logging"]["wandb"], "enabled": True}
     out["name"] = sanitize_name(str(out.get("name") or "run"))
@@ -208,8 +210,8 @@ def fill_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
 def sanitize_name(name: str) -> str:
     """Run names become folder names: no path separators, no `..`, no odd characters."""
     keep = "".join(c if c.isalnum() or c in "-_.=+" else "-" for c in name)
-    while ".." in keep:
-        keep = keep.replace("..", ".")
+    while ".." in keep or "--" in keep:
+        keep = keep.replace("..", ".").replace("--", "-")
     return keep.strip(".-") or "run"
 
 

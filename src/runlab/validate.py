@@ -31,6 +31,11 @@ from runlab.registry import (
 )
 
 TOP_LEVEL = (*DEFAULTS, "defaults")
+# Optimisers the Trainer's plain `step()` cannot drive.
+UNSUPPORTED_OPTIMIZERS = {
+    "lbfgs": "needs a closure that re-evaluates the loss several times per step",
+    "sparseadam": "needs sparse gradients, which the built-in models do not produce",
+}
 DIAGNOSTIC_COMMON = ("name", "every", "every_steps", "strict")
 
 
@@ -63,18 +68,14 @@ def load_plugins(paths: list[str]) -> list[str]:
     return problems
 
 
-def _type_ok(value: Any, annotation: Any, default: Any) -> bool:
-    """Loose check of a config value against a parameter's annotation or default."""
-    if value is None:
-        return True
-    expected = annotation
-    if isinstance(expected, str) or expected is inspect.Parameter.empty:
-        expected = type(default) if default not in (inspect.Parameter.empty, None) else None
-    if expected is None:
-        return True
+def _basic_ok(value: Any, expected: Any) -> bool | None:
+    """Does `value` fit `expected`? None when `expected` is not a plain config type."""
+    if expected is type(None):
+        return value is None
     origin = typing.get_origin(expected)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return any(_type_ok(value, a, inspect.Parameter.empty) for a in typing.get_args(expected))
+        results = [_basic_ok(value, a) for a in typing.get_args(expected)]
+        return True if any(r is True for r in results) else (None if all(r is None for r in results) else False)
     base = origin or expected
     if base in (list, tuple):
         return isinstance(value, (list, tuple))
@@ -84,7 +85,17 @@ def _type_ok(value: Any, annotation: Any, default: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if base in (bool, str, dict):
         return isinstance(value, base)
-    return True
+    return None
+
+
+def _type_ok(value: Any, annotation: Any, default: Any) -> bool:
+    """Loose check of a config value against a parameter's annotation or default."""
+    if value is None:
+        return True
+    expected = annotation
+    if isinstance(expected, str) or expected is inspect.Parameter.empty:
+        expected = type(default) if default not in (inspect.Parameter.empty, None) else None
+    return expected is None or _basic_ok(value, expected) is not False
 
 
 def _annotation(entry: Entry, name: str) -> Any:
@@ -222,6 +233,10 @@ def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
     problems += check_component(cfg.get("model"), "model", MODELS, schedules=True)
     problems += check_component(cfg.get("loss"), "loss", LOSSES, schedules=True, optional=True)
     problems += check_component(cfg.get("optimizer"), "optimizer", OPTIMIZERS)
+    opt_name = str((cfg.get("optimizer") or {}).get("name", "")).lower()
+    if opt_name in UNSUPPORTED_OPTIMIZERS:
+        problems.append(f"optimizer.name: '{opt_name}' {UNSUPPORTED_OPTIMIZERS[opt_name]}; "
+                        "the Trainer does not support it. Use adam, adamw or sgd")
     problems += check_component(cfg.get("scheduler"), "scheduler", SCHEDULERS,
                                 skip=("interval", "monitor", *LENGTH_PARAMS), optional=True)
     sched = cfg.get("scheduler")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,8 +150,10 @@ def create_run_dir(cfg: dict[str, Any], runs_dir: Path, run_dir: Path | None,
     return record
 
 
-def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None = None) -> int:
-    """Train inside an existing run folder; record how it ended. Returns the exit code."""
+def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None = None,
+            trainer_factory: Callable[..., Any] | None = None) -> int:
+    """Train inside an existing run folder; record how it ended. Returns the exit code.
+    `trainer_factory` builds the trainer in place of `Trainer` (runlab.distributed's)."""
     from runlab.train.trainer import Interrupted, Trainer
 
     run_dir = record.dir
@@ -165,7 +168,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             from runlab.diagnostics.runner import DiagnosticsCallback
 
             callbacks.append(DiagnosticsCallback(p.cfg["diagnostics"], run_dir, p.cfg["seed"]))
-        trainer = Trainer(p.cfg, p.splits, p.model, p.loss, p.optimizer, p.device, writer,
+        trainer = (trainer_factory or Trainer)(p.cfg, p.splits, p.model, p.loss, p.optimizer, p.device, writer,
                           scheduled=p.scheduled, scheduler=p.scheduler,
                           sched_interval=p.sched_interval, sched_monitor=p.sched_monitor,
                           callbacks=callbacks, run_dir=run_dir, progress=console, csv=csv,
@@ -185,7 +188,9 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             return 128 + e.signum
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-reported
             traceback.print_exc()
-            err = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
+            # `run_error`: the failure that caused this one, e.g. on another process of the run
+            err = getattr(e, "run_error", None) or {
+                "type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
             _finish(record, trainer, writer, "failed", error=err)
             if isinstance(e, KeyboardInterrupt):
                 return 130
@@ -193,6 +198,9 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
         _finish(record, trainer, writer, "completed")
         _report(p.cfg, summary, run_dir)
     return EXIT_OK
+
+
+Runner = Callable[[Prepared, RunRecord, "dict[str, Any] | None"], int]
 
 
 def _finish(record: RunRecord, trainer, writer, status: str, **fields: Any) -> None:
@@ -214,17 +222,19 @@ def _report(cfg: dict[str, Any], summary: dict[str, Any], run_dir: Path) -> None
 
 
 def train(cfg: dict[str, Any], runs_dir: Path, run_dir: Path | None = None,
-          extra: dict[str, Any] | None = None, force: bool = False) -> int:
+          extra: dict[str, Any] | None = None, force: bool = False, runner: Runner = execute) -> int:
     """Train `cfg`. With `run_dir` of an existing run: completed -> nothing to do;
-    otherwise resume from its last checkpoint (the sweep launchers rely on this)."""
+    otherwise resume from its last checkpoint (the sweep launchers rely on this).
+    `runner` trains in the prepared folder (`execute`, or a distributed run's lead process)."""
     if run_dir is not None and (run_dir / "run.json").exists():
-        return resume(run_dir, cfg=cfg, force=force)
+        return resume(run_dir, cfg=cfg, force=force, runner=runner)
     p = prepare(cfg)
     record = create_run_dir(cfg, runs_dir, run_dir, extra or {})
-    return execute(p, record)
+    return runner(p, record, None)
 
 
-def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False) -> int:
+def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False,
+           runner: Runner = execute) -> int:
     """Continue a run in its own folder from `checkpoints/last.pt`, same id."""
     from runlab.config import load_config
     from runlab.logging.csv import truncate_csv
@@ -256,4 +266,4 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
         truncate_csv(run_dir / "metrics.csv", state["trainer"]["csv_offset"])
     elif state is None:  # nothing to continue from: start over in the same folder
         (run_dir / "metrics.csv").unlink(missing_ok=True)
-    return execute(p, record, state)
+    return runner(p, record, state)

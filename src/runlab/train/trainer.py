@@ -21,8 +21,8 @@ from runlab.config import config_hash
 from runlab.data.base import Splits
 from runlab.data.loader import make_loader
 from runlab.hparams import ScheduledParam, apply_schedules
-from runlab.losses import compute_terms
 from runlab.logging.base import Writer
+from runlab.losses import compute_terms
 from runlab.runs import checkpoint as ckpt
 from runlab.train.build import PRECISION_DTYPES
 from runlab.train.events import Callback, TrainState
@@ -42,14 +42,18 @@ class Interrupted(Exception):
 
 class Trainer:
     """Trains one model as its config says. Build it with `runlab.train.api` (or by hand:
-    every collaborator is passed in explicitly, nothing is global)."""
+    every collaborator is passed in explicitly, nothing is global). `shard=(rank, world)`
+    makes the loaders yield one process's part of every batch (`runlab.distributed`)."""
+
+    accumulator_type: type[Accumulator] = Accumulator  # metric sums; distributed runs reduce them
 
     def __init__(self, cfg: dict[str, Any], splits: Splits, model: nn.Module, loss: nn.Module,
                  optimizer: torch.optim.Optimizer, device: torch.device, writer: Writer, *,
                  scheduled: list[ScheduledParam] | None = None, scheduler: Any = None,
                  sched_interval: str = "epoch", sched_monitor: str | None = None,
                  callbacks: list[Callback] | None = None, run_dir: Path | None = None,
-                 progress: Any = None, csv: Any = None, on_epoch: Any = None):
+                 progress: Any = None, csv: Any = None, on_epoch: Any = None,
+                 shard: tuple[int, int] = (0, 1)):
         self.cfg, self.splits, self.device = cfg, splits, device
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.writer, self.scheduled = writer, scheduled or []
@@ -67,7 +71,8 @@ class Trainer:
         self.reconstructs = bool(getattr(model, "reconstructs", False))
         self.classification = splits.meta.task == "classification"
         seed = cfg["seed"]
-        common = dict(kind=d["loader"], seed=seed, device=device, num_workers=d["num_workers"])
+        common = dict(kind=d["loader"], seed=seed, device=device, num_workers=d["num_workers"],
+                      shard=shard)
         eval_bs = d["eval_batch_size"] or max(d["batch_size"], 512)
         self.train_loader = make_loader(splits.train, d["batch_size"], shuffle=True,
                                         drop_last=d["drop_last"], **common)
@@ -78,7 +83,7 @@ class Trainer:
         self.state = TrainState(cfg, run_dir, splits.meta, model, optimizer, device, writer,
                                 self.max_epochs)
         self.state.train_data, self.state.val_data = splits.train, splits.val
-        self.window, self.epoch_acc = Accumulator(), Accumulator()
+        self.window, self.epoch_acc = self.accumulator_type(), self.accumulator_type()
         self.summary = Summary()
         self.monitor = t["monitor"] or (t["early_stopping"] or {}).get("monitor") or (
             "val/loss" if splits.val is not None else "train/loss")
@@ -165,7 +170,7 @@ class Trainer:
         if loader is None:
             return {}
         self.model.eval()
-        acc = Accumulator()
+        acc = self.accumulator_type()
         for x, y in loader.epoch():
             with self.autocast():
                 out = self.forward(x)
@@ -254,13 +259,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def maybe_checkpoint_steps(self) -> None:
-        t = self.cfg["trainer"]
-        every_steps, minutes = t["checkpoint_every_steps"], t["checkpoint_every_minutes"]
+        every_steps = self.cfg["trainer"]["checkpoint_every_steps"]
         due = bool(every_steps) and self.state.step % every_steps == 0
-        if minutes and time.monotonic() - self._last_ckpt >= 60 * minutes:
-            due = True
-        if due and self.state.batch_in_epoch < len(self.train_loader):
+        if (due or self.checkpoint_time_due()) and self.state.batch_in_epoch < len(self.train_loader):
             self.save_checkpoint()
+
+    def checkpoint_time_due(self) -> bool:
+        """`trainer.checkpoint_every_minutes` have passed since the last checkpoint."""
+        minutes = self.cfg["trainer"]["checkpoint_every_minutes"]
+        return bool(minutes) and time.monotonic() - self._last_ckpt >= 60 * minutes
 
     def maybe_save_best(self) -> None:
         value = self.state.metrics.get(self.monitor)
