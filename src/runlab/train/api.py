@@ -75,7 +75,8 @@ def prepare(cfg: dict[str, Any]) -> Prepared:
                  for c in cfg["callbacks"]]
     if cfg["trainer"]["early_stopping"]:
         callbacks.append(EarlyStopping(**cfg["trainer"]["early_stopping"]))
-    torch.set_float32_matmul_precision("high")
+    if cfg["trainer"]["deterministic"]:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return Prepared(cfg, splits, built.model, built.loss, optimizer, scheduler, interval,
                     monitor, built.scheduled, device, callbacks)
 

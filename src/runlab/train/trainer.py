@@ -184,7 +184,7 @@ class Trainer:
         train = {f"train/{k}": v for k, v in self.epoch_acc.means().items()}
         self.epoch_acc.reset()
         s.metrics.update(train)
-        self.log({**val, "epoch": float(s.epoch)})
+        self.log(val)
         if self.scheduler is not None and self.sched_interval == "epoch":
             if self.sched_monitor:
                 self.scheduler.step(s.metrics.get(self.sched_monitor, math.inf))
