@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,50 @@ def test_a_changed_search_space_is_not_mixed_into_an_old_sweep(make_sweep, fake_
     changed = make_sweep(seeds=1, parameters={"optimizer.lr": [0.01, 0.001]})
     with pytest.raises(ConfigError, match="different parameters"):
         run_sweep(changed, runs_dir=runs, train=FAKE_TRAIN, live=False)
+
+
+def test_local_workers_get_their_own_gpu_and_a_share_of_the_cores(tmp_path, monkeypatch):
+    from runlab.sweep.jobs import Job
+    from runlab.sweep.local import LocalLauncher
+    from runlab.sweep.settings import Setting
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    show = (sys.executable, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], "
+                                  "os.environ['OMP_NUM_THREADS'])")
+    launcher = LocalLauncher("sw", workers=2, train=show)
+    jobs_ = [Job(Setting(f"s{i}", {}), [0], [tmp_path / f"r{i}"], tmp_path / "c.yaml",
+                 tmp_path / f"{i}.log") for i in range(2)]
+    for handle in launcher.launch(jobs_):
+        assert handle.proc.wait(30) == 0
+    assert [(tmp_path / f"{i}.log").read_text().splitlines()[-1] for i in range(2)] == [
+        "3 4", "5 4"]
+
+
+def test_sigterm_stops_the_sweep_and_the_rerun_resumes(make_sweep, fake_base, tmp_path):
+    fake_base(epoch_s=0.1)
+    path = make_sweep(seeds=2, overrides={"trainer.max_epochs": 10})
+    runs = tmp_path / "runs"
+    code = ("import sys, runlab.sweep.settings as s; s._validator = lambda: None\n"
+            "from runlab.sweep import run_sweep\n"
+            f"sys.exit(run_sweep({str(path)!r}, runs_dir={str(runs)!r}, "
+            f"train={FAKE_TRAIN!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    ckpt = runs / "sweeps" / "sw" / "sw-s000-s0" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130 and "run the same command again to resume" in out
+    states = {n: i["status"] for n, i in _infos(runs).items()}
+    assert "running" not in states.values()  # children were stopped, not orphaned
+    assert run_sweep(path, runs_dir=runs, train=FAKE_TRAIN, live=False) == 0
+    log = (runs / "sweeps" / "sw" / "sw-s000-s0" / "stdout.log").read_text()
+    assert "resuming from epoch" in log
+
+
+def _infos(runs: Path) -> dict[str, dict]:
+    from runlab.runs.store import read_run
+
+    return {p.name: read_run(p) for p in (runs / "sweeps" / "sw").glob("sw-*")}

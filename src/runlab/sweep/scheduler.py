@@ -89,7 +89,6 @@ class Scheduler:
 
     def _add(self, setting: Setting) -> None:
         """Queue the setting's unfinished seeds; count finished ones as done."""
-        setting.config_path = write_config(setting, self.folder / "configs")
         values = self.tally.values.setdefault(setting.sid, {})
         todo = []
         for seed in self.spec.seeds:
@@ -161,7 +160,7 @@ class Scheduler:
 
     def _claim(self, setting: Setting, seeds: list[int]) -> Job | None:
         """A job for the seeds this process could claim; the rest wait as blocked."""
-        job = Job(setting, [], [], setting.config_path, Path())
+        job = Job(setting, [], [], Path(), Path())
         for seed in seeds:
             rid = run_id(self.spec.name, setting.sid, seed)
             fd = claim(self.folder / "claims", rid)
@@ -179,6 +178,8 @@ class Scheduler:
                 job.claims.append(fd)
         if not job.seeds:
             return None
+        # Written when first needed: a 1,000-setting grid starts without 1,000 YAML dumps.
+        job.config_path = write_config(setting, self.folder / "configs")
         job.log_path = self.folder / "logs" / f"{run_id(self.spec.name, setting.sid, job.seeds[0])}.log"
         return job
 

@@ -26,7 +26,6 @@ class Setting:
     params: dict[str, Any]
     trial: int | None = None
     config: dict[str, Any] = field(default_factory=dict, repr=False)
-    config_path: Path = Path()
 
     def sweep_info(self, sweep: str) -> dict[str, Any]:
         """What the trainer stores under run.json `sweep`."""
