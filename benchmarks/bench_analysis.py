@@ -29,7 +29,9 @@ def generate(root: Path, n_runs: int, n_steps: int) -> None:
     """A 2-parameter grid x seeds, like a sweep folder."""
     def one(i: int) -> None:
         rng = np.random.default_rng(i)
-        lr, width, seed = [1e-4, 1e-3, 1e-2, 1e-1][i % 4], [32, 64, 128, 256, 512][i // 4 % 5], i // 20
+        lr = [1e-4, 1e-3, 1e-2, 1e-1][i % 4]
+        width = [32, 64, 128, 256, 512][i // 4 % 5]
+        seed = i // 20  # 20 settings x 50 seeds
         t = np.arange(1, n_steps + 1)
         base = np.exp(-t / (200 * (1 + 10 * lr))) + 0.1 * rng.random()
         series = {

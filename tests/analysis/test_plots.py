@@ -77,3 +77,23 @@ def test_parallel_coordinates_and_importance(sweep_dir, tmp_path):
     assert set(imp.index) == {"optimizer.lr", "model.width"}
     assert imp.sum() == pytest.approx(1.0) and imp.idxmax() == "optimizer.lr"
     assert len(plot_param_importance(rs, "val/loss").axes[0].patches) == 2
+
+
+def test_heterogeneous_runs(tmp_path, make_run):
+    """Runs of different models: a key holding numbers and lists, and keys some runs lack."""
+    from runlab.analysis import aggregate, write_report
+
+    configs = [{"model": {"name": "mlp", "hidden": 128}},
+               {"model": {"name": "vae", "hidden": [256, 128], "latent_dim": 8}},
+               {"model": {"name": "cnn", "channels": [16, 32]}}]
+    for i, cfg in enumerate(configs):
+        for seed in range(2):
+            make_run(tmp_path, f"m{i}", {"seed": seed, **cfg}, {"val/loss": [1.0, 0.5 + i + seed]})
+    rs = load_runs(tmp_path)
+    table = aggregate(rs, "val/loss", by="model.hidden")
+    assert list(table["n"]) == [2, 2, 2]
+    fig = plot_metric_vs_param(rs, "val/loss", "model.hidden", by=["model.hidden"])
+    assert {t.get_text() for t in fig.axes[0].get_xticklabels()} == {"128", "[256, 128]", "none"}
+    plot_parallel_coordinates(rs, "val/loss")
+    assert param_importance(rs, "val/loss").sum() == pytest.approx(1.0)
+    assert "none" in write_report(rs, tmp_path / "r.html").read_text(encoding="utf-8")

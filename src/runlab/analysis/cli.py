@@ -42,7 +42,8 @@ def analyze(
         help="Config key to group by (repeatable). Default: every key that varies, except seed.",
     )] = None,
     stat: Annotated[Stat, typer.Option(
-        "--stat", help="Per-run value: final (last logged), min, max, or best (by the metric's goal).",
+        "--stat",
+        help="Per-run value: final (last logged), min, max, or best (by the metric's goal).",
     )] = Stat.final,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
 ) -> None:

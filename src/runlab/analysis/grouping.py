@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from runlab.analysis.load import PROVENANCE, RunSet, unknown_key_message, values_equal
+from runlab.analysis.load import (
+    PROVENANCE,
+    RunSet,
+    as_text,
+    unknown_key_message,
+    values_equal,
+)
 from runlab.analysis.stats import bootstrap_ci, compare, holm, t_critical
 from runlab.analysis.summary import STATS, metric_goal
 from runlab.errors import ConfigError
@@ -28,7 +34,7 @@ def default_group_keys(rs: RunSet) -> list[str]:
     for key in rs.config_keys:
         if key in EXCLUDED_GROUP_KEYS or key.endswith(".seed") or key in PROVENANCE:
             continue
-        codes, uniques = pd.factorize(rs.runs[key].astype(str))
+        codes, uniques = pd.factorize(as_text(rs.runs[key]))
         if len(uniques) > 1 and tuple(codes) not in partitions:
             partitions.add(tuple(codes))
             keys.append(key)
@@ -114,7 +120,7 @@ def group_labels(df: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     """A readable label per row, e.g. `optimizer.lr=0.001, model.width=64` ("all" if no keys)."""
     if not keys:
         return pd.Series("all", index=df.index)
-    return df[list(keys)].astype(str).apply(
+    return df[list(keys)].apply(as_text).apply(
         lambda row: ", ".join(f"{k}={v}" for k, v in zip(keys, row, strict=True)), axis=1)
 
 
@@ -168,5 +174,6 @@ def _baseline_label(
     found = labels[mask].unique()
     if len(found) != 1:
         choices = ", ".join(sorted(labels.unique()))
-        raise ConfigError(f"baseline {dict(baseline)} matches {len(found)} groups. Groups: {choices}")
+        raise ConfigError(
+            f"baseline {dict(baseline)} matches {len(found)} groups. Groups: {choices}")
     return str(found[0])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from runlab.analysis.grouping import resolve_group_keys, run_values
-from runlab.analysis.load import RunSet
+from runlab.analysis.load import RunSet, as_text
 from runlab.analysis.summary import metric_goal
 from runlab.errors import ConfigError
 
@@ -31,16 +31,19 @@ def param_importance(
     from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     keys = resolve_group_keys(rs, list(params) if params is not None else None)
-    df = run_values(rs, metric, stat, goal).dropna(subset=["value", *keys])
+    df = run_values(rs, metric, stat, goal).dropna(subset=["value"])
     dists = {}
     for key in keys:
         col = df[key]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        if numeric and col.notna().all():
             lo, hi = float(col.min()), float(col.max())
             if hi > lo:
                 dists[key] = FloatDistribution(lo, hi, log=bool(lo > 0 and hi / lo >= 100))
-        elif col.astype(str).nunique() > 1:
-            dists[key] = CategoricalDistribution(sorted(col.astype(str).unique()))
+        else:  # text, or a key some runs lack: treat as categories ("none" for missing)
+            df[key] = as_text(col)
+            if df[key].nunique() > 1:
+                dists[key] = CategoricalDistribution(sorted(df[key].unique()))
     if not dists or len(df) < 2:
         raise ConfigError(f"parameter importance of {metric!r} needs at least two runs and one "
                           f"varying parameter; got {len(df)} runs, parameters {keys or 'none'}")
@@ -61,4 +64,4 @@ def param_importance(
 def _param_value(value: object, dist: object) -> object:
     from optuna.distributions import CategoricalDistribution
 
-    return str(value) if isinstance(dist, CategoricalDistribution) else float(value)
+    return value if isinstance(dist, CategoricalDistribution) else float(value)

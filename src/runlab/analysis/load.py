@@ -167,6 +167,11 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def as_text(values: pd.Series) -> pd.Series:
+    """Config values as display strings, a missing value as "none" (keys absent in a run)."""
+    return values.map(lambda v: "none" if v is None or v != v else str(v))  # v != v: NaN
+
+
 def _runs_frame(items: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
     config_keys: dict[str, None] = {}
     records = []

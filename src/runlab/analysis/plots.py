@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from runlab.analysis.grouping import aggregate, group_labels, resolve_group_keys, run_values
 from runlab.analysis.importance import param_importance
-from runlab.analysis.load import RunSet
+from runlab.analysis.load import RunSet, as_text
 from runlab.analysis.stats import t_critical
 from runlab.analysis.summary import metric_goal
 
@@ -134,13 +134,14 @@ def plot_metric_vs_param(
     ax = fig.add_subplot()
     numeric = _numeric(table[param])
     if not numeric:
-        positions = {v: i for i, v in enumerate(sorted(table[param].astype(str).unique()))}
+        positions = {v: i for i, v in enumerate(sorted(as_text(table[param]).unique()))}
         ax.set_xticks(list(positions.values()), list(positions))
     for label, g in table.groupby(group_labels(table, others), sort=True):
-        g = g.sort_values(param)
-        x = g[param].to_numpy(float) if numeric else g[param].astype(str).map(positions)
-        err = np.vstack([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]])
-        ax.errorbar(x, g["mean"], yerr=np.nan_to_num(err), marker="o", capsize=3,
+        x = (g[param] if numeric else as_text(g[param]).map(positions)).to_numpy(float)
+        order = np.argsort(x)  # sorting x, not the column: it may mix numbers and text
+        mean, low, high = (g[c].to_numpy()[order] for c in ("mean", "ci_low", "ci_high"))
+        err = np.vstack([mean - low, high - mean])
+        ax.errorbar(x[order], mean, yerr=np.nan_to_num(err), marker="o", capsize=3,
                     label=label if others else None)
     if numeric and _wants_log(table[param].to_numpy(float)):
         ax.set_xscale("log")
@@ -205,8 +206,9 @@ def _axis_positions(values: pd.Series) -> tuple[np.ndarray, list[tuple[float, st
         pos = (t - lo) / (hi - lo) if hi > lo else np.full(len(t), 0.5)
         return pos, [(0.0 if hi > lo else 0.5, f"{v.min():.3g}")] + (
             [(1.0, f"{v.max():.3g}")] if hi > lo else [])
-    cats = sorted(values.astype(str).unique())
-    idx = values.astype(str).map({c: i for i, c in enumerate(cats)}).to_numpy(float)
+    text = as_text(values)
+    cats = sorted(text.unique())
+    idx = text.map({c: i for i, c in enumerate(cats)}).to_numpy(float)
     scale = max(len(cats) - 1, 1)
     return idx / scale if len(cats) > 1 else np.full(len(idx), 0.5), [
         (i / scale if len(cats) > 1 else 0.5, c[:18]) for i, c in enumerate(cats)]

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from runlab.analysis import plots
 from runlab.analysis.grouping import aggregate, group_labels, resolve_group_keys, run_values
-from runlab.analysis.load import RunSet, load_runs
+from runlab.analysis.load import RunSet, as_text, load_runs
 from runlab.analysis.report_assets import CSS, ERROR_HOOK, SORT_JS
 from runlab.analysis.summary import metric_goal
 from runlab.errors import ConfigError
@@ -129,7 +129,8 @@ def _summary_section(rs: RunSet, metric: str, keys: list[str]) -> str:
     parts = [f"<h2>Summary: {_e(metric)}</h2>"]
     for stat in ("final", "best"):
         table = aggregate(rs, metric, stat, by=keys)
-        best = table["mean"].idxmin() if metric_goal(metric) == "minimize" else table["mean"].idxmax()
+        means = table["mean"]
+        best = means.idxmin() if metric_goal(metric) == "minimize" else means.idxmax()
         parts.append(f"<h3>{stat} value, mean over seeds (95% t-interval)</h3>")
         parts.append(_table(table, highlight=table.index.get_loc(best) if len(table) else None))
     values = run_values(rs, metric, "best")
@@ -205,7 +206,7 @@ def _config_diff_section(rs: RunSet, keys: list[str]) -> str:
     rows = {}
     for key in rs.config_keys:
         per_group = runs.groupby("_group", sort=True)[key].agg(
-            lambda v: " | ".join(sorted(v.astype(str).unique())))
+            lambda v: " | ".join(sorted(as_text(v).unique())))
         if key != "seed" and per_group.nunique() > 1:
             rows[key] = per_group
     if not rows:
