@@ -66,3 +66,15 @@ def test_records_once_and_failed_settings_can_succeed_later(make_sweep, tmp_path
         ("s000", "COMPLETE"), ("s001", "FAIL"), ("s001", "COMPLETE")]
     assert search.study.best_trial.user_attrs["setting"] == "s001"
     assert search.completed() == {"s000", "s001"}
+
+
+def test_a_shared_storage_url_holds_the_study(make_sweep, tmp_path):
+    spec = load_sweep(make_sweep(method="random", trials=2, parameters=SPACE))
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = Search(spec, tmp_path / "host-a", storage=url)
+    s = first.propose()
+    first.record(s, 1.0)
+    other = Search(spec, tmp_path / "host-b", storage=url)  # another machine, same database
+    assert other.exists() and [k.sid for k in other.known()] == ["s000"]
+    assert other.propose().sid == "s001" and other.propose() is None
+    assert not (tmp_path / "host-a" / "study.journal").exists()

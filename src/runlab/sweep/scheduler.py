@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -73,7 +74,9 @@ class Scheduler:
         """Run until every setting is done (or the sweep is interrupted)."""
         self.progress = progress
         self._recorded = self.search.completed()
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        main = threading.current_thread() is threading.main_thread()  # signals need it
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+               if main}
         try:
             for s in settings:
                 self._add(s)
@@ -121,8 +124,9 @@ class Scheduler:
                 self._fill()
             if not self._running and (self._stop or not (self._pending or self._blocked)):
                 return
-            for handle in [h for h in self._running if h.poll() is not None]:
-                self._ended(handle)
+            for handle, code in [(h, h.poll()) for h in list(self._running)]:
+                if code is not None:
+                    self._ended(handle, code)
             if self._blocked and time.monotonic() - last_recheck > _RECHECK_S:
                 last_recheck = time.monotonic()
                 blocked, self._blocked = self._blocked, []
@@ -162,31 +166,30 @@ class Scheduler:
         """A job for the seeds this process could claim; the rest wait as blocked."""
         job = Job(setting, [], [], Path(), Path())
         for seed in seeds:
-            rid = run_id(self.spec.name, setting.sid, seed)
-            fd = claim(self.folder / "claims", rid)
-            state = run_state(self._run_dir(setting, seed)) if fd is not None else None
-            if fd is not None and state["status"] == "completed":  # another process finished it
-                os.close(fd)
-                self._run_done(setting, seed, state, None)
-            elif fd is None or state["status"] == "running":
-                if fd is not None:
-                    os.close(fd)
-                self._blocked.append((setting, seed))
-            else:
+            run_dir = self._run_dir(setting, seed)
+            fd = claim(self.folder / "claims", run_dir.name)
+            state = run_state(run_dir) if fd is not None else {"status": "claimed"}
+            if state["status"] not in ("completed", "running", "claimed"):
                 job.seeds.append(seed)
-                job.run_dirs.append(self._run_dir(setting, seed))
+                job.run_dirs.append(run_dir)
                 job.claims.append(fd)
+                continue
+            if fd is not None:
+                os.close(fd)
+            if state["status"] == "completed":  # another sweep process finished it
+                self._run_done(setting, seed, state, None)
+            else:  # another process trains it: look again later
+                self._blocked.append((setting, seed))
         if not job.seeds:
             return None
         # Written when first needed: a 1,000-setting grid starts without 1,000 YAML dumps.
         job.config_path = write_config(setting, self.folder / "configs")
-        job.log_path = self.folder / "logs" / f"{run_id(self.spec.name, setting.sid, job.seeds[0])}.log"
+        job.log_path = self.folder / "logs" / f"{job.run_dirs[0].name}.log"
         return job
 
-    def _ended(self, handle: Any) -> None:
+    def _ended(self, handle: Any, code: int) -> None:
         job = self._running.pop(handle)
         seconds = time.monotonic() - self._started.pop(handle)
-        code = handle.poll()
         self.launcher.release(handle)
         job.release()
         for seed, run_dir in zip(job.seeds, job.run_dirs, strict=True):
@@ -208,7 +211,7 @@ class Scheduler:
                               f"{shown})")
         self._seed_over(setting, seed)
 
-    def _run_failed(self, job: Job, seed: int, state: dict, code: int | None) -> None:
+    def _run_failed(self, job: Job, seed: int, state: dict, code: int) -> None:
         key = (job.setting.sid, seed)
         self._attempts[key] = self._attempts.get(key, 0) + 1
         error = error_line(state, job.log_path)
