@@ -1,0 +1,241 @@
+"""Runs survive anything: real `runlab` processes are stopped by signals, killed, or made to
+fail, then resumed; a resumed run must equal its uninterrupted twin bit for bit.
+
+Every run here is a subprocess of the real CLI. A test-only plugin
+(plugins/resume_hooks.py) stops a run after an exact optimiser step, so each
+interruption lands where the test says: mid-epoch, with a non-empty logging window,
+after a step checkpoint and after an epoch end whose rows the resume must cut away.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+PLUGIN = Path(__file__).parent / "plugins" / "resume_hooks.py"
+TIMEOUT_S = 180
+
+# 192 samples -> train 144 = 9 batches of 16; accumulate 2 -> 5 optimiser steps per epoch
+# (steps 5, 10, 15 end epochs 0, 1, 2). Step checkpoints every 4 steps and none at epoch
+# ends, so a kill at step 11 resumes from step 8 (epoch 1, batch 6) and must cut away the
+# rows epoch 1's end flushed at step 10.
+BASE: dict[str, Any] = {
+    "name": "r",
+    "seed": 0,
+    "plugins": [str(PLUGIN)],
+    "data": {"name": "tensors", "path": "data.npz", "batch_size": 16,
+             "val_fraction": 0.125, "test_fraction": 0.125},
+    "model": {"name": "mlp", "hidden": [32], "dropout": 0.3},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "scheduler": {"name": "steplr", "step_size": 1, "gamma": 0.7},
+    "trainer": {"max_epochs": 3, "device": "cpu", "accumulate": 2,
+                "checkpoint_every": 0, "checkpoint_every_steps": 4},
+    "callbacks": [{"name": "signal_at_step"}],
+    "logging": {"log_every_steps": 4, "console": False},
+}
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "memory": {"data": {"loader": "memory"}},
+    "workers": {"data": {"loader": "dataloader", "num_workers": 2}},
+    # LR scheduler stepping per step, a scheduled loss weight, and a sampling model
+    # (the reparameterisation draws from the global torch RNG).
+    "vae": {"model": {"name": "vae", "latent_dim": 2, "hidden": [16]},
+            "loss": {"name": "elbo", "beta": {"schedule": "linear", "start": 0, "end": 1, "epochs": 2}},
+            "scheduler": {"name": "onecyclelr", "max_lr": 0.02}},
+}
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` updated by `over`, section by section; a component with another `name` replaces it."""
+    out = dict(base)
+    for k, v in over.items():
+        old = out.get(k)
+        same = isinstance(v, dict) and isinstance(old, dict) and v.get("name", old.get("name")) == old.get("name")
+        out[k] = merge(old, v) if same else v
+    return out
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The test's environment without a runs root, single-threaded torch (2 shared cores)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("RUNLAB_")}
+    return {**e, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
+
+
+def launch(*args: str, extra_env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runlab", *map(str, args)], env=env(**(extra_env or {})),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def runlab(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runlab", *map(str, args)], env=env(**(extra_env or {})),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=TIMEOUT_S)
+    return proc.returncode, out
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    g = np.random.default_rng(0)
+    x = g.normal(size=(192, 8)).astype(np.float32)
+    y = (x @ g.normal(size=(8, 3))).argmax(1)
+    np.savez(root / "data.npz", x=x, y=y)
+    return root
+
+
+def write_config(folder: Path, data_root: Path, over: dict[str, Any], name: str = "config.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = merge(merge(BASE, {"data": {"root": str(data_root)}}), over)
+    path = folder / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run_dir_of(runs: Path) -> Path:
+    (found,) = list((runs / "manual").iterdir())
+    return found
+
+
+def run_json(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def csv_rows(run_dir: Path) -> list[tuple[str, ...]]:
+    """metrics.csv rows without the wall-clock `time` column."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["step", "epoch", "time", "metric", "value"]
+    return [(s, e, m, v) for s, e, _, m, v in rows[1:]]
+
+
+def assert_same_training(reference: Path, resumed: Path) -> None:
+    """Bit-identical final weights and the same metrics.csv, row for row, apart from `time`."""
+    a = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ after resume: {different}"
+    ref_rows, res_rows = csv_rows(reference), csv_rows(resumed)
+    assert len(ref_rows) > 20
+    assert res_rows == ref_rows
+    assert run_json(resumed)["summary"] == run_json(reference)["summary"]
+
+
+class References:
+    """One uninterrupted run per scenario, started on first use and shared by the module."""
+
+    def __init__(self, root: Path, data_root: Path):
+        self.root, self.data_root = root, data_root
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, scenario: str) -> None:
+        if scenario not in self.procs:
+            folder = self.root / scenario
+            cfg = write_config(folder, self.data_root, SCENARIOS[scenario])
+            self.procs[scenario] = launch("train", cfg, "--runs-dir", folder / "runs")
+
+    def get(self, scenario: str) -> Path:
+        self.start(scenario)
+        proc = self.procs[scenario]
+        if proc.returncode is None:
+            code, out = finish(proc)
+            assert code == 0, out
+        return run_dir_of(self.root / scenario / "runs")
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> References:
+    return References(tmp_path_factory.mktemp("reference"), data_root)
+
+
+def interrupt(tmp_path: Path, data_root: Path, references: References, scenario: str,
+              sig: str, step: int) -> tuple[Path, Path, int, str]:
+    """Run `scenario` until the plugin sends `sig` after `step` (the reference runs meanwhile)."""
+    cfg = write_config(tmp_path, data_root, SCENARIOS[scenario])
+    proc = launch("train", cfg, "--runs-dir", tmp_path / "runs",
+                  extra_env={"RUNLAB_TEST_SIGNAL": f"{sig}@{step}"})
+    references.start(scenario)
+    code, out = finish(proc)
+    return cfg, run_dir_of(tmp_path / "runs"), code, out
+
+
+def resume(run_dir: Path) -> None:
+    code, out = finish(launch("runs", "resume", run_dir))
+    assert code == 0, out
+    assert run_json(run_dir)["status"] == "completed"
+
+
+def assert_resume_marked(run_dir: Path, count: int = 1) -> None:
+    log = (run_dir / "stdout.log").read_text()
+    assert log.count("===== runlab: resumed at epoch") == count, log
+    pairs = [(s, m) for s, _, m, _ in csv_rows(run_dir)]
+    assert len(pairs) == len(set(pairs)), "metrics.csv has duplicated (step, metric) rows"
+
+
+@pytest.mark.parametrize("scenario", ["memory", "vae"])
+def test_sigterm_mid_epoch_then_resume_is_exact(tmp_path, data_root, references, scenario):
+    _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGTERM", 7)
+
+    assert code == 128 + signal.SIGTERM, out
+    info = run_json(run_dir)
+    assert info["status"] == "interrupted" and info["signal"] == "SIGTERM"
+    assert (info["epoch"], info["step"]) == (1, 7)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"], state["batch_in_epoch"]) == (1, 7, 4)  # mid-epoch
+    assert state["trainer"]["window"]["count"] > 0  # a half-filled logging window survives
+    assert f"runlab runs resume {info['id']}" in out
+
+    resume(run_dir)
+    assert_resume_marked(run_dir)
+    assert_same_training(references.get(scenario), run_dir)
+
+
+@pytest.mark.parametrize("scenario", ["memory", "workers", "vae"])
+def test_sigkill_after_step_checkpoint_then_resume_is_exact(tmp_path, data_root, references, scenario):
+    _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGKILL", 11)
+
+    assert code == -signal.SIGKILL, out
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"], state["batch_in_epoch"]) == (1, 8, 6)
+    assert os.path.getsize(run_dir / "metrics.csv") > state["trainer"]["csv_offset"]  # rows to cut
+    listed = runlab("runs", "list", run_dir.parent, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["crashed"]
+
+    resume(run_dir)
+    assert_resume_marked(run_dir)
+    assert_same_training(references.get(scenario), run_dir)
+
+
+def test_ctrl_c_to_the_process_group_with_workers_then_resume_is_exact(tmp_path, data_root, references):
+    """Ctrl-C reaches the DataLoader workers too; the run must still stop cleanly."""
+    cfg = write_config(tmp_path, data_root, SCENARIOS["workers"])
+    proc = launch("train", cfg, "--runs-dir", tmp_path / "runs", start_new_session=True,
+                  extra_env={"RUNLAB_TEST_STEP_SLEEP": "0.15"})
+    references.start("workers")
+    deadline = time.monotonic() + TIMEOUT_S
+    while not list(tmp_path.glob("runs/manual/*/checkpoints/last.pt")):  # step 4 is done
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, out = finish(proc)
+    run_dir = run_dir_of(tmp_path / "runs")
+
+    assert code == 128 + signal.SIGINT, out
+    assert run_json(run_dir)["status"] == "interrupted"
+    resume(run_dir)
+    assert_same_training(references.get("workers"), run_dir)
