@@ -111,3 +111,18 @@ def test_running_run_with_stale_heartbeat_counts_as_crashed(tmp_path, make_run):
     (folder / "run.json").write_text(json.dumps({**info, "heartbeat": 0.0}))
     rs = load_runs(tmp_path)
     assert list(rs.runs["status"]) == ["crashed"]
+
+
+def test_pandas_fallback_reads_like_pyarrow(tmp_path, make_run):
+    from runlab.analysis import load
+
+    folder = make_run(tmp_path, "a", {"seed": 0}, {"val/loss": [1.0, float("nan")], "lr": [0.1, 0.2]})
+    with open(folder / "metrics.csv", "a") as f:
+        f.write("3,0,0.03,val/loss,0.12")  # complete-looking fields, but no newline yet
+    data = (folder / "metrics.csv").read_bytes()
+    arrow = load._read_metrics(str(folder))
+    pandas = load._read_csv_pandas(data[: data.rfind(b"\n") + 1])
+    assert arrow.names == pandas.names == ["val/loss", "lr"] and len(arrow) == 4
+    for col in ("step", "epoch", "time", "value"):
+        np.testing.assert_array_equal(arrow.arrays[col], pandas.arrays[col])
+    np.testing.assert_array_equal(arrow.metric, pandas.metric)

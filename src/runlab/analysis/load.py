@@ -9,6 +9,7 @@ Both phases use a thread pool; metrics.csv is parsed with pyarrow when it is ins
 from __future__ import annotations
 
 import difflib
+import io
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -253,39 +254,47 @@ class _Columns:
 
 def _read_metrics(path: str) -> _Columns | None:
     file = Path(path) / "metrics.csv"
-    if not file.is_file() or file.stat().st_size == 0:
+    if not file.is_file():
         return None
-    return _read_csv(file)
+    data = file.read_bytes()
+    # append-only and flushed per line: a running run may be mid-way through its last line
+    data = data[: data.rfind(b"\n") + 1]
+    if data.count(b"\n") < 2:  # header only (or nothing yet)
+        return None
+    return _read_csv(data)
+
+
+def _read_csv_pandas(data: bytes) -> _Columns:
+    frame = pd.read_csv(io.BytesIO(data), usecols=_METRIC_COLUMNS, on_bad_lines="skip",
+                        dtype={"metric": str, "value": float})
+    codes, names = pd.factorize(frame["metric"])
+    return _Columns({c: frame[c].to_numpy() for c in _NUMERIC_COLUMNS}, codes, list(names))
 
 
 try:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
+except ImportError:  # pragma: no cover - pyarrow is optional; pandas' C parser is ~2x slower
+    pa = None
 
-    _ARROW_TYPES = {"step": pa.int64(), "epoch": pa.int64(), "time": pa.float64(),
-                    "metric": pa.string(), "value": pa.float64()}
 
-    def _read_csv(file: Path) -> _Columns:
-        table = pacsv.read_csv(
-            file,
-            read_options=pacsv.ReadOptions(use_threads=False),
-            # a running run may have a half-written last line: skip it rather than fail
-            parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"),
-            convert_options=pacsv.ConvertOptions(
-                column_types=_ARROW_TYPES, include_columns=_METRIC_COLUMNS),
-        )
-        arrays = {c: table.column(c).to_numpy() for c in _NUMERIC_COLUMNS}
-        metric = pc.dictionary_encode(table.column("metric")).combine_chunks()
-        return _Columns(arrays, metric.indices.to_numpy(zero_copy_only=False),
-                        metric.dictionary.to_pylist())
+def _read_csv_arrow(data: bytes) -> _Columns:
+    types = {"step": pa.int64(), "epoch": pa.int64(), "time": pa.float64(),
+             "metric": pa.string(), "value": pa.float64()}
+    table = pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(use_threads=False),  # parallel over runs instead
+        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"),
+        convert_options=pacsv.ConvertOptions(column_types=types, include_columns=_METRIC_COLUMNS),
+    )
+    arrays = {c: table.column(c).to_numpy() for c in _NUMERIC_COLUMNS}
+    metric = pc.dictionary_encode(table.column("metric")).combine_chunks()
+    return _Columns(arrays, metric.indices.to_numpy(zero_copy_only=False),
+                    metric.dictionary.to_pylist())
 
-except ImportError:  # pragma: no cover - pyarrow is optional
-    def _read_csv(file: Path) -> _Columns:
-        frame = pd.read_csv(file, usecols=_METRIC_COLUMNS, on_bad_lines="skip",
-                            dtype={"metric": str, "value": float})
-        codes, names = pd.factorize(frame["metric"])
-        return _Columns({c: frame[c].to_numpy() for c in _NUMERIC_COLUMNS}, codes, list(names))
+
+_read_csv = _read_csv_pandas if pa is None else _read_csv_arrow
 
 
 def _concat_metrics(run_ids: list[str], tables: list[_Columns | None]) -> pd.DataFrame:
