@@ -1,0 +1,192 @@
+"""Per-step overhead: runlab's Trainer against a hand-written loop doing identical work.
+
+    python benchmarks/bench_step.py [--quick] [--repeats N] [--epochs E]
+
+Both sides train the same model (same initial weights) on MNIST-1D with AdamW and a
+cosine schedule, batch 128, on one thread: per step forward, backward, optimiser step,
+loss and accuracy kept on the device, their window means logged to CSV every 20 steps;
+per epoch train means, validation (loss, accuracy) and a flushed CSV. The Trainer is
+built the documented way (`runlab.train.api.prepare` + `Trainer`, CSVWriter).
+
+The two loops run in lockstep, alternating epoch by epoch, so a burst of load from a
+neighbour hits both alike; the first epoch is warm-up. Each figure is the median epoch
+time over all repeats divided by the steps per epoch; the ratio IQR is that of the
+per-epoch pairs. Two clocks: wall time, and the CPU time of the training thread (with
+one torch thread every op runs inline in it), which does not count time spent waiting
+for a core on a shared machine. Target: runlab / hand-written <= 1.03.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from common import ROOT, Row, pin_threads, ratio_row, save, table
+
+TARGET = 1.03
+WARMUP_EPOCHS = 1
+LOG_EVERY = 20
+MODELS = {"mlp": {"name": "mlp", "hidden": [256, 128]},
+          "cnn": {"name": "cnn", "channels": [32, 64], "hidden": 128}}
+
+
+def make_config(model: dict[str, Any], epochs: int) -> dict[str, Any]:
+    from runlab.config import fill_defaults
+
+    return fill_defaults({
+        "name": "bench-step", "seed": 0,
+        "data": {"name": "mnist1d", "root": str(ROOT / "data"), "batch_size": 128},
+        "model": model,
+        "optimizer": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 0.01},
+        "scheduler": {"name": "cosine"},
+        "trainer": {"max_epochs": epochs, "device": "cpu", "test": False},
+        "logging": {"log_every_steps": LOG_EVERY, "console": False},
+    })
+
+
+def clocks() -> tuple[float, float]:
+    """(wall, CPU time of this thread) in seconds."""
+    return time.perf_counter(), time.thread_time()
+
+
+def hand_epochs(cfg: dict[str, Any], tmp: Path) -> Iterator[None]:
+    """The loop a careful researcher writes, one epoch per `next()`: same data order,
+    same metrics, same CSV rows as the Trainer."""
+    from runlab.train.api import prepare
+
+    p = prepare(cfg)  # only for identical data splits and initial weights
+    model, (x, y), (xv, yv) = copy.deepcopy(p.model), p.splits.train, p.splits.val
+    epochs, bs, seed = cfg["trainer"]["max_epochs"], cfg["data"]["batch_size"], cfg["seed"]
+    opt = torch.optim.AdamW(model.parameters(), lr=2.0e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    f = open(tmp / "hand.csv", "w")
+    f.write("step,epoch,time,metric,value\n")
+    t_start, step = time.time(), 0
+
+    def write(metrics: dict[str, float], epoch: int) -> None:
+        t = f"{time.time() - t_start:.3f}"
+        f.write("".join(f"{step},{epoch},{t},{k},{v!r}\n" for k, v in metrics.items()))
+
+    yield  # built; the first next() after this one trains epoch 0
+    for epoch in range(epochs):
+        model.train()
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(x), generator=g)
+        window, window_n = torch.zeros(2), 0  # (loss, acc) sums, on the device
+        total, total_n = torch.zeros(2), 0
+        for i in range(0, len(x), bs):
+            idx = perm[i:i + bs]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            vals = torch.stack([loss.detach(), (out.argmax(-1) == yb).float().mean()])
+            window.add_(vals, alpha=len(xb))
+            total.add_(vals, alpha=len(xb))
+            window_n, total_n = window_n + len(xb), total_n + len(xb)
+            if step % LOG_EVERY == 0:
+                loss_m, acc_m = (window / window_n).tolist()
+                write({"train/loss": loss_m, "train/acc": acc_m, "lr": opt.param_groups[0]["lr"]}, epoch)
+                window.zero_()
+                window_n = 0
+        model.eval()
+        with torch.no_grad():
+            out = model(xv)  # the validation split is one eval batch (<= 512)
+            val = {"val/loss": F.cross_entropy(out, yv).item(),
+                   "val/acc": (out.argmax(-1) == yv).float().mean().item()}
+        if window_n:
+            loss_m, acc_m = (window / window_n).tolist()
+            write({"train/loss": loss_m, "train/acc": acc_m, "lr": opt.param_groups[0]["lr"]}, epoch)
+        loss_m, acc_m = (total / total_n).tolist()
+        write({"train/loss": loss_m, "train/acc": acc_m, **val, "epoch": float(epoch + 1)}, epoch + 1)
+        sched.step()
+        f.flush()
+        yield
+    f.close()
+
+
+def lockstep(cfg: dict[str, Any], tmp: Path) -> tuple[list[tuple[float, float]], ...]:
+    """Train with runlab's Trainer (built as `runlab train` builds it) and by hand,
+    alternating epoch by epoch (the Trainer's epoch-end hook runs one hand epoch), so
+    both see the same machine load. Returns per-epoch (wall, CPU) seconds of each."""
+    from runlab.logging.csv import CSVWriter
+    from runlab.train.api import prepare
+    from runlab.train.trainer import Trainer
+
+    hand = hand_epochs(cfg, tmp)
+    next(hand)
+    p = prepare(cfg)
+    csv = CSVWriter(tmp / "runlab.csv")
+    ours: list[tuple[float, float]] = []
+    ref: list[tuple[float, float]] = []
+    last = [clocks()]
+
+    def on_epoch(_trainer: Trainer) -> None:
+        a = clocks()
+        ours.append((a[0] - last[0][0], a[1] - last[0][1]))
+        next(hand, None)
+        b = clocks()
+        ref.append((b[0] - a[0], b[1] - a[1]))
+        last[0] = clocks()
+
+    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizer, p.device, csv,
+                      scheduled=p.scheduled, scheduler=p.scheduler, sched_interval=p.sched_interval,
+                      sched_monitor=p.sched_monitor, callbacks=p.callbacks, csv=csv,
+                      on_epoch=on_epoch)
+    last[0] = clocks()
+    trainer.fit()
+    csv.close()
+    steps = len(trainer.train_loader)
+    per_step = [[(w / steps, c / steps) for w, c in side[WARMUP_EPOCHS:]] for side in (ours, ref)]
+    return per_step[0], per_step[1]
+
+
+def run(quick: bool = False, repeats: int | None = None, epochs: int | None = None) -> list[Row]:
+    pin_threads()
+    repeats = repeats or (2 if quick else 5)
+    epochs = epochs or (8 if quick else 20)
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for name, model in MODELS.items():
+            cfg = make_config(model, WARMUP_EPOCHS + epochs)
+            ours, ref = [], []
+            for _ in range(repeats):
+                a, b = lockstep(cfg, tmp)
+                ours += a
+                ref += b
+            for i, clock in enumerate(("wall", "CPU")):
+                a_i, b_i = [v[i] for v in ours], [v[i] for v in ref]
+                row = ratio_row("step", f"per step, MNIST-1D {name.upper()}, {clock} time",
+                                a_i, b_i, "hand-written", unit="ms", max_ratio=TARGET, scale=1e3)
+                row.extra = {"samples_ms": {"runlab": [round(v * 1e3, 4) for v in a_i],
+                                            "hand": [round(v * 1e3, 4) for v in b_i]},
+                             "repeats": repeats, "epochs_per_repeat": epochs,
+                             "steps_per_epoch": 29}
+                rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and epochs")
+    ap.add_argument("--repeats", type=int)
+    ap.add_argument("--epochs", type=int, help="timed epochs per repeat (after 1 warm-up)")
+    args = ap.parse_args()
+    rows = run(args.quick, args.repeats, args.epochs)
+    print(table(rows))
+    save("step", rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Shared helpers for runlab's speed benchmarks: pinned threads, interleaved repeats,
+robust statistics, whole-process timing with peak RSS, and the result table.
+
+Timings on a shared 2-core machine are noisy, so every benchmark interleaves its
+contenders (A B B A A B ...), reports medians, and gives the interquartile range of the
+per-repeat ratios as its noise figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+RESULTS = BENCH / "results"
+THREADS = 1  # every contender gets exactly one intra-op thread
+THREAD_ENV = {"OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
+
+
+def pin_threads() -> None:
+    """Pin this process (and the children it starts) to THREADS torch/OpenMP threads."""
+    os.environ.update(THREAD_ENV)
+    import torch
+
+    torch.set_num_threads(THREADS)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a timed subprocess: pinned threads, no terminal niceties."""
+    env = {**os.environ, **THREAD_ENV, "CI": "1", "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    return env
+
+
+def python_bin() -> str:
+    return sys.executable
+
+
+def bin_path(name: str) -> str:
+    """An entry point installed next to this interpreter (`runlab`)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+@dataclass
+class Proc:
+    """One finished subprocess: wall seconds, peak RSS (MiB), exit code, output tail."""
+
+    wall_s: float
+    peak_rss_mib: float
+    returncode: int
+    output: str
+
+
+def run_process(cmd: Sequence[str], *, cwd: Path | None = None,
+                env: dict[str, str] | None = None, timeout_s: float = 600) -> Proc:
+    """Run `cmd` to completion; wall time from fork to reap, peak RSS from wait4's rusage."""
+    log = RESULTS / f".proc-{os.getpid()}.log"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(log, "w+b") as out:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(list(cmd), cwd=cwd, env=env or child_env(), stdout=out,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = t0 + timeout_s
+        while True:  # wait4 gives this child's own peak RSS (getrusage(CHILDREN) is cumulative)
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                p.kill()
+                pid, status, usage = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.002)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    log.unlink(missing_ok=True)
+    return Proc(wall, usage.ru_maxrss / 1024, p.returncode, text)
+
+
+def check(proc: Proc, what: str) -> Proc:
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} exited with {proc.returncode}:\n{proc.output[-3000:]}")
+    return proc
+
+
+def interleave(contenders: dict[str, Callable[[], float]], repeats: int,
+               warmup: int = 1) -> dict[str, list[float]]:
+    """Call each contender `warmup` times untimed, then `repeats` times in alternating
+    order (ABBA...), so slow drifts of the machine's load hit all contenders alike."""
+    names = list(contenders)
+    for _ in range(warmup):
+        for n in names:
+            contenders[n]()
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for n in names if r % 2 == 0 else reversed(names):
+            samples[n].append(contenders[n]())
+    return samples
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def spread(num: Sequence[float], den: Sequence[float]) -> tuple[float, float]:
+    """Interquartile range of the per-repeat ratios num[i] / den[i] (the noise of a ratio)."""
+    ratios = [a / b for a, b in zip(num, den)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q1, q3
+
+
+@dataclass
+class Row:
+    """One line of the table: `value` of runlab against `reference`, and the target."""
+
+    bench: str
+    what: str
+    runlab: float
+    reference: float | None = None
+    ref_name: str = ""
+    unit: str = "s"
+    target: str = ""
+    passed: bool | None = None
+    noise: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        return None if not self.reference else self.runlab / self.reference
+
+
+def ratio_row(bench: str, what: str, runlab: list[float], ref: list[float], ref_name: str, *,
+              unit: str = "s", max_ratio: float | None = None, min_speedup: float | None = None,
+              scale: float = 1.0) -> Row:
+    """A Row from paired samples: medians, ratio of medians, per-repeat ratio spread."""
+    a, b = median(runlab) * scale, median(ref) * scale
+    lo, hi = spread(runlab, ref)
+    row = Row(bench, what, a, b, ref_name, unit, noise=f"{lo:.2f}-{hi:.2f}")
+    if max_ratio is not None:
+        row.target, row.passed = f"<= {max_ratio:g}", a / b <= max_ratio
+    elif min_speedup is not None:
+        row.target, row.passed = f">= {min_speedup:g}x faster", b / a >= min_speedup
+    return row
+
+
+def fmt(v: float | None, unit: str) -> str:
+    if v is None:
+        return ""
+    if unit == "ms":
+        return f"{v:.3f} ms"
+    if unit == "MiB":
+        return f"{v:.0f} MiB"
+    if unit == "s":
+        return f"{v:.2f} s"
+    return f"{v:.3g} {unit}".strip()
+
+
+def table(rows: list[Row]) -> str:
+    """Markdown table, ready for the README."""
+    head = "| benchmark | runlab | reference | ratio | ratio IQR | target | |"
+    lines = [head, "|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        ref = f"{fmt(r.reference, r.unit)} ({r.ref_name})" if r.reference is not None else ""
+        ratio = f"{r.ratio:.3f}" if r.ratio is not None else ""
+        ok = "" if r.passed is None else ("PASS" if r.passed else "FAIL")
+        lines.append(f"| {r.what} | {fmt(r.runlab, r.unit)} | {ref} | {ratio} | {r.noise} | "
+                     f"{r.target} | {ok} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(), "threads": THREADS, "python": platform.python_version(),
+        "torch": torch.__version__, "platform": platform.platform(),
+        "loadavg_at_start": None if load is None else [round(x, 2) for x in load],
+    }
+
+
+def save(name: str, rows: list[Row], **extra: Any) -> Path:
+    """Write rows (plus anything extra) to benchmarks/results/<name>.json."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine(), "rows": [{**asdict(r), "ratio": r.ratio} for r in rows], **extra}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
