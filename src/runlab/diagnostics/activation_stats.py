@@ -118,14 +118,9 @@ class ActivationStats(Diagnostic):
         dead_ax.set_xticks(pos, names, rotation=90, fontsize=6)
         dead_ax.set_title("fraction of dead units", fontsize=9)
         for i, (name, a) in enumerate(list(outputs.items())[:8]):  # more would be unreadable
-            hist_ax.hist(
-                a.flatten().cpu().numpy(),
-                bins=self.bins,
-                histtype="step",
-                color=f"C{i}",
-                label=name,
-                log=True,
-            )
+            counts, edges = np.histogram(a.flatten().cpu().numpy(), bins=self.bins)
+            hist_ax.stairs(counts, edges, color=f"C{i}", label=name)
+        hist_ax.set_yscale("log")
         hist_ax.legend(fontsize=6)
         hist_ax.set_title("activation values", fontsize=9)
         return fig

@@ -15,11 +15,16 @@ SPLITS = ("train", "val", "test")
 
 
 def metric_family(metric: str) -> str:
-    """The file stem a metric is drawn in: train/loss, val/loss -> loss; lr -> lr;
-    hparam/beta -> hparam-beta; diag/jacobian/encoder/frobenius -> diag-jacobian-encoder-frobenius."""
-    split, _, rest = metric.partition("/")
-    stem = rest if split in SPLITS and rest else metric
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "metric"
+    """The file stem a metric is drawn in. Splits of one metric share a plot, and so do
+    the per-layer/per-map scalars of a diagnostic: train/loss, val/loss -> loss;
+    lr -> lr; hparam/beta -> hparam-beta; diag/jacobian/encoder/frobenius and
+    diag/jacobian/encoder/spectral -> diag-jacobian-encoder."""
+    parts = metric.split("/")
+    if parts[0] in SPLITS and len(parts) > 1:
+        parts = parts[1:]
+    elif parts[0] == "diag" and len(parts) > 3:
+        parts = parts[:-1]
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", "-".join(parts)).strip("-.") or "metric"
 
 
 def read_metrics(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -28,9 +33,10 @@ def read_metrics(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             try:
-                points[row["metric"]].append((float(row["step"]), float(row["value"])))
+                point = (float(row["step"]), float(row["value"]))
             except (TypeError, ValueError):  # a half-written last line of a running run
                 continue
+            points[row["metric"]].append(point)
     return {m: tuple(np.array(p).T) for m, p in points.items()}
 
 
@@ -60,7 +66,7 @@ def plot_metrics(run_dir: Path) -> list[Path]:
         ax.set_xlabel("step")
         ax.set_ylabel(family)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, ncols=1 + len(metrics) // 8)
         written.append(out / f"{family}.png")
         fig.savefig(written[-1], dpi=90)
     return written

@@ -37,37 +37,39 @@ class WeightsAndGrads(Diagnostic):
         if self.per_layer:
             scalars.update({f"weight_norm/{k}": v for k, v in w_norms.items()})
             scalars.update({f"grad_norm/{k}": v for k, v in g_norms.items()})
-        weights = _flat(params.values())
         arrays = {
             "names": np.array(list(w_norms)),
             "weight_norms": np.array(list(w_norms.values())),
-            "weight_hist": np.histogram(weights, self.bins)[0],
         }
+        arrays["weight_hist"], arrays["weight_edges"] = np.histogram(
+            _flat(params.values()), self.bins
+        )
         if g_norms:
             arrays["grad_norms"] = np.array([g_norms.get(k, np.nan) for k in w_norms])
-            arrays["grad_hist"] = np.histogram(_flat(grads.values()), self.bins)[0]
-        return DiagnosticResult(
-            scalars, self._plot(w_norms, g_norms, weights, grads, ctx.step), arrays
-        )
+            arrays["grad_hist"], arrays["grad_edges"] = np.histogram(
+                _flat(grads.values()), self.bins
+            )
+        return DiagnosticResult(scalars, _plot(w_norms, g_norms, arrays, ctx.step), arrays)
 
-    def _plot(self, w_norms, g_norms, weights, grads, step):
-        fig = new_figure(12, 3.6)
-        bars, w_ax, g_ax = fig.subplots(1, 3)
-        pos = np.arange(len(w_norms))
-        bars.barh(pos - 0.2, list(w_norms.values()), height=0.4, label="weight")
-        if g_norms:
-            bars.barh(pos + 0.2, [g_norms.get(k, 0.0) for k in w_norms], height=0.4, label="grad")
-        bars.set_yticks(pos, list(w_norms), fontsize=6)
-        bars.invert_yaxis()
-        bars.set_xscale("log")
-        bars.set_title(f"L2 norms, step {step}", fontsize=9)
-        bars.legend(fontsize=7)
-        w_ax.hist(weights, bins=self.bins, log=True)
-        w_ax.set_title("weights", fontsize=9)
-        if grads:
-            g_ax.hist(_flat(grads.values()), bins=self.bins, log=True, color="C1")
-        g_ax.set_title("gradients" if grads else "gradients (none)", fontsize=9)
-        return fig
+
+def _plot(w_norms: dict[str, float], g_norms: dict[str, float], arrays: dict, step: int):
+    fig = new_figure(12, 3.6)
+    bars, w_ax, g_ax = fig.subplots(1, 3)
+    pos = np.arange(len(w_norms))
+    bars.barh(pos - 0.2, list(w_norms.values()), height=0.4, label="weight")
+    if g_norms:
+        bars.barh(pos + 0.2, [g_norms.get(k, 0.0) for k in w_norms], height=0.4, label="grad")
+    bars.set_yticks(pos, list(w_norms), fontsize=6)
+    bars.invert_yaxis()
+    bars.set_xscale("log")
+    bars.set_title(f"L2 norms, step {step}", fontsize=9)
+    bars.legend(fontsize=7)
+    for ax, kind, color in ((w_ax, "weight", "C0"), (g_ax, "grad", "C1")):
+        if f"{kind}_hist" in arrays:  # stairs: one artist, not one patch per bin
+            ax.stairs(arrays[f"{kind}_hist"], arrays[f"{kind}_edges"], fill=True, color=color)
+            ax.set_yscale("log")
+        ax.set_title(f"{kind} values" if f"{kind}_hist" in arrays else "no gradients", fontsize=9)
+    return fig
 
 
 def _flat(tensors: Any) -> np.ndarray:
