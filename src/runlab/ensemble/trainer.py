@@ -155,7 +155,7 @@ class EnsembleTrainer:
         for m in self.active:
             mine = {k: v[m.index] for k, v in train.items()}
             m.state.metrics.update(mine)
-            m.log({**{k: v[m.index] for k, v in val.items()}, "epoch": float(self.epoch)})
+            m.log({k: v[m.index] for k, v in val.items()})
         if self.scheduler is not None and self.sched_interval == "epoch":
             self.scheduler.step()
         self.print_epoch()

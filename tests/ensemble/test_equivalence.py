@@ -1,0 +1,97 @@
+"""Member k of a vectorised ensemble == a single run with seed k (same config).
+
+Randomness inside forward (dropout masks, VAE noise) is drawn per member from the
+ensemble's own stream, so for those cases both paths are given one test-only,
+deterministic source (a fixed pattern): the masks/noise are then the same and
+everything else (init, data order, clipping, schedules) must match.
+test_randomness.py checks the real masks and noise statistically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tests.ensemble.conftest import (
+    max_summary_diff,
+    max_weight_diff,
+    run_info,
+    runs_by_seed,
+    weights,
+)
+
+from runlab.ensemble.api import train_seeds
+from runlab.train.api import train
+
+SEEDS = [0, 3, 7]
+
+
+def _pattern(like: torch.Tensor) -> torch.Tensor:
+    """A fixed pseudo-random pattern in [0, 1) of `like`'s shape (per member under vmap)."""
+    i = torch.arange(like.numel(), dtype=like.dtype, device=like.device).reshape(like.shape)
+    return torch.frac(torch.sin(i * 12.9898) * 43758.5453).abs()
+
+
+def fixed_noise(like: torch.Tensor) -> torch.Tensor:
+    """Stands in for `torch.randn_like`: the same values in both paths."""
+    return (_pattern(like) - 0.5) * 3.4
+
+
+def fixed_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
+    """Stands in for `F.dropout`: a fixed mask, the same in both paths."""
+    if not training or p == 0:
+        return x
+    return x * (_pattern(x) >= p) / (1 - p)
+
+
+CASES = {
+    # AdamW + weight decay + cosine LR, gradient clipping tight enough to bite
+    "mlp": {"trainer": {"grad_clip": 0.05}},
+    # 1-D convolutions with BatchNorm (per-member running stats), SGD + momentum, clipping
+    "cnn": {"model": {"name": "cnn", "channels": [4, 8], "kernel_size": 3, "hidden": 16,
+                      "batchnorm": True},
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+            "trainer": {"grad_clip": 0.5}},
+    # the VAE's own ELBO with a scheduled beta; sampling noise from `fixed_noise`
+    "vae": {"model": {"name": "vae", "latent_dim": 2, "hidden": [16],
+                      "beta": {"schedule": "linear", "start": 0.0, "end": 1.0, "epochs": 2}},
+            "trainer": {"grad_clip": 1.0}},
+    # dropout everywhere in the MLP, masks from `fixed_dropout`
+    "dropout": {"model": {"name": "mlp", "hidden": [32, 16], "dropout": 0.3},
+                "trainer": {"grad_clip": 0.05}},
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_member_equals_single_run(case: str, make_config, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "randn_like", fixed_noise)
+    monkeypatch.setattr(F, "dropout", fixed_dropout)
+    cfg = make_config(**CASES[case])
+    # chunk=2: members 0, 3 train together, member 7 in a second chunk
+    assert train_seeds(cfg, SEEDS, tmp_path / "ens", chunk=2) == 0
+    for seed in SEEDS:
+        assert train({**cfg, "seed": seed}, tmp_path / "single") == 0
+    ens, single = runs_by_seed(tmp_path / "ens"), runs_by_seed(tmp_path / "single")
+    assert sorted(ens) == SEEDS
+    for seed in SEEDS:
+        a, b = ens[seed], single[seed]
+        assert max_weight_diff(weights(a), weights(b)) < 1e-5, seed
+        assert max_weight_diff(weights(a, "best.pt"), weights(b, "best.pt")) < 1e-5, seed
+        assert max_summary_diff(run_info(a)["summary"], run_info(b)["summary"]) < 1e-4, seed
+    # members really differ from one another (own init, own data order)
+    assert max_weight_diff(weights(ens[0]), weights(ens[3])) > 1e-3
+
+
+def test_clipping_is_per_member(make_config, tmp_path: Path) -> None:
+    """A member's clip scale uses its own norm only: with clipping far below every norm,
+    each member's update equals its single run's (a shared norm would shrink them all alike)."""
+    cfg = make_config(trainer={"grad_clip": 1e-3, "max_epochs": 1}, scheduler=None)
+    assert train_seeds(cfg, [0, 1], tmp_path / "ens") == 0
+    for seed in (0, 1):
+        assert train({**cfg, "seed": seed}, tmp_path / "single") == 0
+    ens, single = runs_by_seed(tmp_path / "ens"), runs_by_seed(tmp_path / "single")
+    for seed in (0, 1):
+        assert max_weight_diff(weights(ens[seed]), weights(single[seed])) < 1e-5
