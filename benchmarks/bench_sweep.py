@@ -95,9 +95,17 @@ def first_start(tmp: Path) -> dict:
             raise RuntimeError(f"runlab sweep exited {proc.returncode}: {proc.stderr.read()}")
         time.sleep(0.005)
     took = time.perf_counter() - start
+    cpu = cpu_seconds(proc.pid)
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(120)
-    return {"settings": 1000, "to_first_run_s": took, "target_s": 3.0}
+    return {"settings": 1000, "to_first_run_s": took, "cpu_s": cpu, "target_s": 3.0,
+            "load_avg_1m": os.getloadavg()[0]}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process: its wall time on an idle machine, roughly."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def workers_speedup(tmp: Path, runs: int, busy_s: float) -> dict:
@@ -122,7 +130,8 @@ def main() -> None:
     o, f, w = results["overhead"], results["first_start"], results["workers"]
     print(f"(a) overhead per run   {o['overhead_per_run_s']:.3f} s  (target <= 0.3; "
           f"run's own {o['run_own_s']:.3f} s, {o['runs']} runs in {o['sweep_s']:.2f} s)")
-    print(f"(b) to first run       {f['to_first_run_s']:.2f} s   (target <= 3; 1,000 settings)")
+    print(f"(b) to first run       {f['to_first_run_s']:.2f} s   (target <= 3; 1,000 settings; "
+          f"{f['cpu_s']:.2f} s CPU, load {f['load_avg_1m']:.1f})")
     print(f"(c) 2 workers vs 1     {w['speedup']:.2f}x    (target >= 1.7; {w['one_worker_s']:.1f}"
           f" s vs {w['two_workers_s']:.1f} s, {w['cpus']} CPUs, load {w['load_avg_1m']:.1f})")
     out = ROOT / "benchmarks" / "results" / "bench_sweep.json"
