@@ -1,0 +1,107 @@
+"""Ensembles as runs: SIGTERM + resume is exact, completed members are skipped, members
+resume alone with the ordinary trainer, and what cannot vectorise is refused or falls back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tests.ensemble.conftest import run_info, runs_by_seed, weights
+
+from runlab.ensemble.api import train_seeds
+from runlab.errors import ConfigError
+from runlab.train.api import resume
+
+SEEDS = [0, 1]
+
+
+def metric_rows(run_dir: Path) -> list[tuple[str, ...]]:
+    """metrics.csv without its wall-clock column."""
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    return [tuple(c for i, c in enumerate(line.split(",")) if i != 2) for line in lines]
+
+
+def test_sigterm_then_resume_equals_uninterrupted(make_config, tmp_path: Path) -> None:
+    # dropout: the resumed ensemble must also continue the shared RNG stream exactly
+    cfg = make_config(model={"name": "mlp", "hidden": [32, 16], "dropout": 0.2},
+                      trainer={"max_epochs": 3, "checkpoint_every_steps": 4},
+                      callbacks=[{"name": "signal_once_at_step"}])
+    assert train_seeds(cfg, SEEDS, tmp_path / "ref") == 0
+    ref = runs_by_seed(tmp_path / "ref")
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    dirs = [tmp_path / "ens" / f"member{s}" for s in SEEDS]
+    cmd = [sys.executable, "-m", "runlab", "train", str(config), "--seeds", "0,1"]
+    for d in dirs:
+        cmd += ["--run-dir", str(d)]
+    env = {**os.environ, "RUNLAB_TEST_SIGNAL": "SIGTERM@11", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 128 + signal.SIGTERM, out.stdout + out.stderr
+    assert "resume the ensemble with" in out.stdout
+    for d in dirs:
+        info = run_info(d)
+        assert (info["status"], info["signal"], info["step"]) == ("interrupted", "SIGTERM", 11)
+    alone = tmp_path / "alone"
+    shutil.copytree(dirs[1], alone)
+
+    assert train_seeds(cfg, SEEDS, tmp_path, run_dirs=dirs) == 0  # what a sweep's rerun does
+    for seed, d in zip(SEEDS, dirs, strict=True):
+        info = run_info(d)
+        assert info["status"] == "completed" and info["resumes"] == 1
+        assert info["ensemble"] == run_info(dirs[0])["ensemble"]
+        for name in ("last.pt", "best.pt"):
+            a, b = weights(d, name), weights(ref[seed], name)
+            assert all(torch.equal(a[k], b[k]) for k in a), (seed, name)
+        assert metric_rows(d) == metric_rows(ref[seed])
+        assert info["summary"] == run_info(ref[seed])["summary"]
+
+    # the same command again: every member is completed, nothing is touched
+    before = [(d / "run.json").read_text() for d in dirs]
+    assert train_seeds(cfg, SEEDS, tmp_path, run_dirs=dirs) == 0
+    assert [(d / "run.json").read_text() for d in dirs] == before
+
+    # a member's checkpoint is an ordinary one: `runlab runs resume <member>` finishes it alone
+    assert resume(alone) == 0
+    info = run_info(alone)
+    assert info["status"] == "completed" and info["epoch"] == 3
+
+
+def test_non_elementwise_optimizer_is_refused(make_config, tmp_path: Path) -> None:
+    cfg = make_config(optimizer={"name": "adafactor", "lr": 0.01, "weight_decay": 0.0})
+    with pytest.raises(ConfigError, match="--no-vectorize") as err:
+        train_seeds(cfg, SEEDS, tmp_path)
+    assert "optimizer.name: 'adafactor'" in str(err.value)
+    assert not (tmp_path / "manual").exists()
+
+
+@pytest.mark.parametrize(("model", "reason"), [("branchy", "data-dependent control flow"),
+                                               ("item_scaled", ".item()")])
+def test_unvectorisable_model_falls_back(model: str, reason: str, make_config, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    cfg = make_config(trainer={"max_epochs": 1})
+    cfg["model"] = {"name": model}
+    assert train_seeds(cfg, SEEDS, tmp_path) == 0
+    text = capsys.readouterr().out
+    assert f"model '{model}'" in text and reason in text and "one after another" in text
+    runs = runs_by_seed(tmp_path)
+    assert sorted(runs) == SEEDS
+    assert all(run_info(r)["status"] == "completed" for r in runs.values())
+    assert len({run_info(r)["ensemble"] for r in runs.values()}) == 1
+
+
+def test_no_vectorize_trains_one_after_another(make_config, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    cfg = make_config(trainer={"max_epochs": 1})
+    assert train_seeds(cfg, [2, 5], tmp_path, vectorize=False) == 0
+    assert "vectorised" not in capsys.readouterr().out
+    runs = runs_by_seed(tmp_path)
+    assert sorted(runs) == [2, 5]
+    assert yaml.safe_load((runs[5] / "config.yaml").read_text())["seed"] == 5
