@@ -213,3 +213,23 @@ def test_training_with_diagnostics_equals_training_without():
     without, _ = train_vae(None)
     assert [step for step, name in state.writer.figures if name == "diag/samples"] == [1, 2]
     assert all(torch.equal(a, b) for a, b in zip(with_diag, without, strict=True))
+
+
+def test_gradients_reach_weights_and_grads_after_zero_grad(tmp_path):
+    """Like the Trainer: step, zero_grad(set_to_none=True), then the callbacks."""
+    model = AutoEncoder(SIGNALS)
+    state = make_state(model, SIGNALS, tmp_path)
+    state.optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    spec = {"name": "weights_and_grads", "every": None, "every_steps": 1, "strict": True}
+    cb = DiagnosticsCallback([spec], tmp_path, seed=0)
+    cb.on_fit_start(state)
+    backward_once(model, SIGNALS)
+    expected = [p.grad.norm().item() for p in model.parameters()]
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.step = 1
+    cb.on_train_batch_end(state)
+    saved = np.load(tmp_path / "diagnostics/weights_and_grads/step-1.npz")
+    assert np.allclose(saved["grad_norms"], expected)
+    cb.on_fit_end(state)
+    assert cb._hook is None and not state.optimizer._optimizer_step_post_hooks

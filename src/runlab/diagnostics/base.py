@@ -47,7 +47,7 @@ class DiagnosticContext:
     step: int
     epoch: int
     device: torch.device
-    grads: dict[str, torch.Tensor] | None = None  # last training step's grads by param name
+    grads: dict[str, torch.Tensor] | None = None  # last optimiser step's grads by param name
     seed: int = 0
     generator: torch.Generator | None = None
 
@@ -75,6 +75,7 @@ class Diagnostic:
     requires: tuple[str, ...] = ()
     tasks: tuple[str, ...] | None = None
     n: int = 256  # fixed-batch samples this diagnostic looks at
+    needs_grads: bool = False  # True: the runner keeps the last step's gradients for ctx.grads
 
     def __init__(
         self,

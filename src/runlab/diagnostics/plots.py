@@ -51,7 +51,7 @@ def plot_metrics(run_dir: Path) -> list[Path]:
     if not path.exists():
         return []
     families: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = defaultdict(dict)
-    for metric, series in sorted(read_metrics(path).items()):
+    for metric, series in sorted(read_metrics(path).items(), key=lambda kv: _order(kv[0])):
         families[metric_family(metric)][metric] = series
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
@@ -70,3 +70,9 @@ def plot_metrics(run_dir: Path) -> list[Path]:
         written.append(out / f"{family}.png")
         fig.savefig(written[-1], dpi=90)
     return written
+
+
+def _order(metric: str) -> tuple[int, str]:
+    """train, val, test, then the rest: the same colours in every family."""
+    split = metric.split("/")[0]
+    return (SPLITS.index(split) if split in SPLITS else len(SPLITS), metric)

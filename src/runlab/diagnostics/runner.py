@@ -182,6 +182,8 @@ class DiagnosticsCallback(Callback):
         self.x: torch.Tensor | None = None  # the fixed batch (B, *input_shape), on device
         self.y: torch.Tensor | None = None
         self.last_step: dict[str, int] = {}  # key -> step it last ran at (no double runs)
+        self.grads: dict[str, torch.Tensor] = {}  # the last optimiser step's gradients
+        self._hook: Any = None
 
     def on_fit_start(self, state: TrainState) -> None:
         data = state.val_data if state.val_data is not None else state.train_data
@@ -193,6 +195,15 @@ class DiagnosticsCallback(Callback):
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))[:n]
         self.x = x[idx.to(x.device)].to(state.device)
         self.y = y[idx.to(y.device)].to(state.device) if y is not None else None
+        if state.optimizer is not None and any(s.diagnostic.needs_grads for s in self.slots):
+            # The Trainer zeroes grads (set_to_none) right after the step, before the
+            # callbacks see them: keep references to them as the step finishes.
+            model = unwrap(state.model)
+            self._hook = state.optimizer.register_step_post_hook(
+                lambda *_: self.grads.update(
+                    (n, p.grad) for n, p in model.named_parameters() if p.grad is not None
+                )
+            )
 
     def on_train_batch_end(self, state: TrainState) -> None:
         self._run(
@@ -216,12 +227,16 @@ class DiagnosticsCallback(Callback):
 
     def on_fit_end(self, state: TrainState) -> None:
         self._run(state, [s for s in self.slots if s.diagnostic.at_end])
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def _run(self, state: TrainState, slots: list[Slot]) -> None:
         if not slots or self.x is None or _rank() != 0:
             return
         model = unwrap(state.model)
-        grads = {n: p.grad.detach() for n, p in model.named_parameters() if p.grad is not None}
+        # without an optimiser hook (a hand-written loop), whatever .grad still holds
+        grads = self.grads or {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
         for slot in slots:
             if self.last_step.get(slot.key) == state.step:
                 continue

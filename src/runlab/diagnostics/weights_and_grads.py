@@ -21,6 +21,7 @@ class WeightsAndGrads(Diagnostic):
     `per_layer`, `weight_norm/<param>` and `grad_norm/<param>`."""
 
     n = 0  # looks at the parameters only, not at data
+    needs_grads = True
 
     def __init__(self, bins: int = 50, per_layer: bool = True, **schedule: Any):
         super().__init__(**schedule)
