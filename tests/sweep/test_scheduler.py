@@ -80,7 +80,8 @@ def test_vectorize_trains_a_settings_seeds_in_one_process(make_sweep, fake_base,
     fake_base()
     monkeypatch.setattr(jobs, "_SEEDS_FLAG", {FAKE_TRAIN: True})
     runs = tmp_path / "runs"
-    assert run_sweep(make_sweep(), runs_dir=runs, train=FAKE_TRAIN, live=False) == 0
+    assert run_sweep(make_sweep(vectorize=True), runs_dir=runs, train=FAKE_TRAIN,
+                     live=False) == 0
     logs = sorted(p.name for p in (runs / "sweeps" / "sw" / "logs").iterdir())
     assert logs == ["sw-s000-s0.log", "sw-s001-s0.log"]
     assert len(_attempts(runs)) == 6

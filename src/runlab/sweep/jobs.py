@@ -97,3 +97,13 @@ def trainer_takes_seeds(train: tuple[str, ...] = TRAIN_COMMAND) -> bool:
     if train not in _SEEDS_FLAG:
         _SEEDS_FLAG[train] = train == TRAIN_COMMAND and find_spec("runlab.ensemble") is not None
     return _SEEDS_FLAG[train]
+
+
+def together(cfg: dict, mode: str) -> bool:
+    """Whether a setting's seeds train in one process: `true` always, `auto` when the
+    ensemble trainer accepts the config (else it would refuse: exit 2), `false` never."""
+    if mode != "auto":
+        return mode == "true"
+    from runlab.ensemble.api import refusals
+
+    return not refusals(cfg)

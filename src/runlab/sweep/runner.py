@@ -44,8 +44,8 @@ def run_sweep(path: str | Path, workers: int | None = None, launcher: str | None
     with search.lock():
         _prepare_folder(spec, folder)
     total = (len(settings) if spec.method == "grid" else spec.trials or 0) * len(spec.seeds)
-    vectorize = spec.vectorize != "false" and len(spec.seeds) > 1 and trainer_takes_seeds(train)
-    if spec.vectorize == "true" and len(spec.seeds) > 1 and not vectorize:
+    vectorize = spec.vectorize if trainer_takes_seeds(train) else "false"
+    if spec.vectorize == "true" and vectorize == "false":
         raise ConfigError("vectorize: true, but this `runlab train` cannot train several seeds "
                           "in one process (no --seeds); use vectorize: auto or false")
     scheduler = Scheduler(spec, folder, search, _launcher(spec, folder, train), vectorize)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.errors import ConfigError
-from runlab.sweep.jobs import Job, claim, error_line, run_state
+from runlab.sweep.jobs import Job, claim, error_line, run_state, together
 from runlab.sweep.progress import Progress
 from runlab.sweep.search import Search
 from runlab.sweep.settings import Setting, build_config, run_id, validate, write_config
@@ -57,7 +57,7 @@ class Scheduler:
     """
 
     def __init__(self, spec: SweepSpec, folder: Path, search: Search, launcher: Any,
-                 vectorize: bool = False):
+                 vectorize: str = "false"):
         self.spec, self.folder, self.search, self.launcher = spec, folder, search, launcher
         self.vectorize = vectorize
         self.tally = Tally()
@@ -105,7 +105,9 @@ class Scheduler:
         if not todo:
             self._finish_setting(setting)
             return
-        groups = [todo] if self.vectorize and len(todo) > 1 else [[s] for s in todo]
+        one = len(todo) > 1 and self.vectorize != "false" and together(setting.config,
+                                                                      self.vectorize)
+        groups = [todo] if one else [[s] for s in todo]
         self._pending.extend((setting, g) for g in groups)
 
     def _finish_setting(self, setting: Setting) -> None:
