@@ -67,7 +67,9 @@ class Diagnostic:
 
     `requires` names model methods or attributes (`encode`, `decode`, `features`,
     `sample`, `latent_dim`); `"a|b"` means either one. `tasks` restricts the
-    dataset task (`("classification",)`), None allows any. `run` is called under
+    dataset task (`("classification",)`), None allows any. `n` is how many samples
+    of the fixed batch `ctx.x` holds for you (set it from an `n` parameter); set
+    `needs_grads` to get the last step's gradients in `ctx.grads`. `run` is called under
     torch.no_grad(): differentiate with torch.func transforms (they ignore the outer
     no_grad and never touch `.grad`) or inside torch.enable_grad().
     """
@@ -149,7 +151,7 @@ def model_label(model: torch.nn.Module) -> str:
     return type(model).__name__
 
 
-def model_output(model: torch.nn.Module, x: torch.Tensor, key: str = "recon") -> torch.Tensor:
+def model_output(model: torch.nn.Module, x: torch.Tensor, key: str) -> torch.Tensor:
     """model(x) as a tensor; for models returning a dict (a VAE), its entry `key`."""
     out = model(x)
     if isinstance(out, dict):
