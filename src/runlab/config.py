@@ -139,7 +139,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _compose(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def compose(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Merge a file over its `defaults:` (earlier files first, this file last)."""
     from omegaconf import OmegaConf
 
@@ -152,7 +152,7 @@ def _compose(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"defaults in {path} must be a list of YAML files, got {defaults!r}")
     merged = OmegaConf.create({})
     for item in defaults:
-        merged = OmegaConf.merge(merged, _compose(path.parent / str(item), (*seen, path)))
+        merged = OmegaConf.merge(merged, compose(path.parent / str(item), (*seen, path)))
     plugins = data.get("plugins") or []
     if isinstance(plugins, list):  # plugin paths are relative to the file that names them
         data["plugins"] = [str((path.parent / str(p)).resolve()) for p in plugins]
@@ -177,7 +177,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     from omegaconf.errors import OmegaConfBaseException
 
     pairs = parse_overrides(overrides or [])
-    raw = _compose(Path(path))
+    raw = compose(Path(path))
     cfg = OmegaConf.create(raw)
     for key, value in pairs:
         OmegaConf.update(cfg, key, value, merge=False, force_add=True)

@@ -131,7 +131,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
 def _load_base(path: Path, data: dict, problems: list[str]) -> tuple[Path, dict, dict]:
     """The base run config: raw (interpolations kept) and resolved, with `overrides` applied."""
-    from runlab.config import _compose, fill_defaults
+    from runlab.config import compose, fill_defaults
     from runlab.sweep.settings import apply_params, resolve_config
 
     if not data.get("base"):
@@ -143,7 +143,7 @@ def _load_base(path: Path, data: dict, problems: list[str]) -> tuple[Path, dict,
         problems.append(f"overrides: {overrides!r}; expected a mapping of dotted key -> value")
         overrides = {}
     try:
-        raw = apply_params(_compose(base), overrides)
+        raw = apply_params(compose(base), overrides)
         return base, raw, resolve_config(raw)
     except ConfigError as e:
         problems.extend(f"base {data['base']}: {p}" for p in e.problems)
