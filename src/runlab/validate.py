@@ -20,7 +20,6 @@ from runlab.optim import LENGTH_PARAMS
 from runlab.registry import (
     CALLBACKS,
     DATASETS,
-    DIAGNOSTICS,
     HPARAM_SCHEDULES,
     LOSSES,
     MODELS,
@@ -36,7 +35,6 @@ UNSUPPORTED_OPTIMIZERS = {
     "lbfgs": "needs a closure that re-evaluates the loss several times per step",
     "sparseadam": "needs sparse gradients, which the built-in models do not produce",
 }
-DIAGNOSTIC_COMMON = ("name", "every", "every_steps", "strict")
 
 
 def load_plugins(paths: list[str]) -> list[str]:
@@ -243,7 +241,10 @@ def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
     if isinstance(sched, dict) and sched.get("interval", "epoch") not in ("epoch", "step"):
         problems.append(f"scheduler.interval: got {sched.get('interval')!r}. Allowed: epoch, step")
     problems += check_trainer(cfg.get("trainer") or {})
-    problems += check_list(cfg.get("diagnostics") or [], "diagnostics", DIAGNOSTICS, DIAGNOSTIC_COMMON)
+    if cfg.get("diagnostics"):
+        from runlab.diagnostics.runner import validate_diagnostics
+
+        problems += validate_diagnostics(cfg["diagnostics"])  # model checks follow in prepare()
     problems += check_list(cfg.get("callbacks") or [], "callbacks", CALLBACKS, ("name",))
     problems += _check_section_keys(cfg.get("logging"), "logging", tuple(DEFAULTS["logging"]))
     if problems:

@@ -56,13 +56,12 @@ def prepare(cfg: dict[str, Any]) -> Prepared:
     seed_everything(cfg["seed"])  # after data: model init is the first draw from the seed
     built = build_model_and_loss(cfg, splits.meta)
     built.model.to(device)
-    problems = []
     if cfg["diagnostics"]:
         from runlab.diagnostics.runner import validate_diagnostics
 
-        problems += validate_diagnostics(cfg["diagnostics"], built.model, splits.meta)
-    if problems:
-        raise ConfigError(problems)
+        problems = validate_diagnostics(cfg["diagnostics"], built.model, splits.meta)
+        if problems:
+            raise ConfigError(problems)
     try:
         optimizer = build_optimizer(cfg["optimizer"], built.model.parameters())
         n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
@@ -177,6 +176,9 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
                                                            summary=t.summary.data))
         if resume_state is not None:
             trainer.load_checkpoint(resume_state)
+        from runlab.train.startup import watch_first_step
+
+        watch_first_step(p.optimizer)
         record.start()
         try:
             with _SignalStop(trainer):
