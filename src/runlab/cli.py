@@ -67,6 +67,7 @@ def train(
 ) -> None:
     """Train one config (or several seeds of it) into run folders."""
     from runlab.config import load_config
+    from runlab.errors import ConfigError
 
     with usage_errors():
         ov = list(overrides or [])
@@ -74,10 +75,21 @@ def train(
             ov.append(f"name={name}")
         cfg = load_config(config, ov)
         extra = {"sweep": json.loads(sweep_info)} if sweep_info else {}
+        target = run_dir[0] if run_dir else None
         if nproc > 1:
             from runlab.distributed import launch
 
-            raise typer.Exit(launch(config, ov, nproc, runs_dir))
+            if seeds is not None:
+                raise ConfigError("--nproc: trains one run over several processes; it cannot be "
+                                  "combined with --seeds")
+            raise typer.Exit(launch(config, ov, nproc, runs_dir, target, sweep_info, force))
+        from runlab.distributed import rendezvous_for
+
+        rv = rendezvous_for(cfg)
+        if rv is not None:  # one rank of a run started by torchrun, `--nproc` or srun
+            from runlab.distributed.worker import train as train_rank
+
+            raise typer.Exit(train_rank(cfg, rv, runs_dir, target, extra, force))
         if seeds is not None:
             from runlab.ensemble.api import train_seeds
 
@@ -86,7 +98,6 @@ def train(
             raise typer.Exit(code)
         from runlab.train.api import train as train_run
 
-        target = run_dir[0] if run_dir else None
         raise typer.Exit(train_run(cfg, runs_dir, target, extra, force=force))
 
 
@@ -95,13 +106,22 @@ def resume(
     run: Annotated[str, typer.Argument(help="Run id, unique id prefix, or run folder.")],
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Runs root.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Resume even if the config changed.")] = False,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", help="Processes to resume on (default: as many as the run had).")] = None,
 ) -> None:
     """Continue an interrupted or crashed run from its last checkpoint (same folder, same id)."""
     from runlab.runs import store
+    from runlab.runs.folder import read_run_json
     from runlab.train.api import resume as resume_run
 
     with usage_errors():
-        folder = store.resolve_run(run, runs_dir or store.default_runs_dir())
+        root = runs_dir or store.default_runs_dir()
+        folder = store.resolve_run(run, root)
+        world = nproc or (read_run_json(folder).get("distributed") or {}).get("world_size", 1)
+        if world > 1:
+            from runlab.distributed import launch
+
+            raise typer.Exit(launch(folder / "config.yaml", [], world, root, folder, force=force))
         raise typer.Exit(resume_run(folder, force=force))
 
 

@@ -1,0 +1,188 @@
+"""The Trainer, data-parallel: the same loop, with DDP averaging gradients and four
+collective points added where the single-process loop already stops to look.
+
+Equivalence with one process on the global batch (`data.batch_size`): every process
+takes a contiguous slice of each global batch of the epoch's seeded permutation. DDP
+averages the processes' gradients, so a process whose slice holds n_r of the batch's n
+samples scales its (mean) loss by n_r * world / n: the average is then exactly the
+gradient of the mean loss over the global batch, also for an uneven last batch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from runlab.data.loader import batch_bounds
+from runlab.distributed.context import Context, StepAgreement
+from runlab.errors import ConfigError
+from runlab.runs import checkpoint as ckpt
+from runlab.train.metrics import Accumulator
+from runlab.train.trainer import Interrupted, Trainer
+
+
+class ReducedAccumulator(Accumulator):
+    """Means over the samples of every process: one all-reduce of [sums, count] per call.
+    Called only where the single-process Trainer syncs anyway (log points, epoch ends,
+    evaluation), and the same number of times on every rank."""
+
+    def means(self) -> dict[str, float]:
+        if self.sums is None or self.count == 0:
+            return {}
+        packed = torch.cat([self.sums.double(), self.sums.new_tensor([self.count], dtype=torch.float64)])
+        dist.all_reduce(packed)
+        return dict(zip(self.keys, (packed[:-1] / packed[-1]).tolist()))
+
+
+def merge_accumulators(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The state of one accumulator holding all of `states`' samples."""
+    sums = [s["sums"] for s in states if s["sums"] is not None]
+    return {"keys": states[0]["keys"], "count": sum(s["count"] for s in states),
+            "sums": torch.stack(sums).sum(0) if sums else None}
+
+
+class ShardWeightedScaler:
+    """The trainer's loss scaler, plus each batch's shard weight n_r * world / n (1.0 when
+    the slices are equal). Every backward pass goes through `scale`, so this is the one
+    place the weight can be applied; everything else is the wrapped GradScaler's."""
+
+    def __init__(self, scaler: torch.amp.GradScaler, trainer: Trainer, weights: list[float]):
+        self.inner, self.trainer, self.weights = scaler, trainer, weights
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        w = self.weights[self.trainer.state.batch_in_epoch]  # the batch being trained on
+        return self.inner.scale(loss if w == 1.0 else loss * w)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def shard_weights(n: int, batch_size: int, drop_last: bool, rank: int, world: int) -> list[float]:
+    """n_r * world / n for every batch of an epoch."""
+    return [(hi - lo) * world / (ghi - glo) for (lo, hi), (glo, ghi) in
+            zip(batch_bounds(n, batch_size, drop_last, rank, world), batch_bounds(n, batch_size, drop_last))]
+
+
+def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
+    """Every process must get at least one sample of every training batch and of each
+    evaluation split; raises ConfigError (before any training) when one would not."""
+    d, problems = cfg["data"], []
+    n = len(splits.train[0])
+    last = batch_bounds(n, d["batch_size"], d["drop_last"])[-1:]
+    if last and last[0][1] - last[0][0] < world:
+        size = last[0][1] - last[0][0]
+        problems.append(f"data.batch_size: got {d['batch_size']}; the last batch of the {n} training "
+                        f"samples holds {size}, fewer than the {world} processes. Set "
+                        f"data.drop_last=true or pick a batch size that leaves at least {world}")
+    for name, data in (("val", splits.val), ("test", splits.test)):
+        if data is not None and len(data[0]) < world:
+            problems.append(f"data: the {name} split holds {len(data[0])} samples, fewer than the "
+                            f"{world} processes")
+    if problems:
+        raise ConfigError(problems)
+
+
+class DistributedTrainer(Trainer):
+    """`Trainer` for one rank of a data-parallel run (see the module docstring).
+
+    Rank 0 alone gets a run folder, writers and diagnostics (the others are built with
+    `run_dir=None` and a silent writer); every rank computes the same reduced metrics, so
+    callbacks, schedulers and early stopping decide alike everywhere.
+    """
+
+    accumulator_type = ReducedAccumulator
+    _requested: int | None = None   # this rank's stop signal, not yet agreed on
+    _agreed: int | None = None      # the stop signal every rank agreed on
+    _time_due = False
+    _ranks: list[dict[str, Any]] | None = None
+
+    def __init__(self, ctx: Context, cfg: dict[str, Any], splits: Any, model: torch.nn.Module,
+                 *args: Any, **kwargs: Any):
+        self.ctx = ctx
+        super().__init__(cfg, splits, model, *args, shard=(ctx.rank, ctx.world), **kwargs)
+        d = cfg["data"]
+        weights = shard_weights(len(splits.train[0]), d["batch_size"], d["drop_last"], ctx.rank, ctx.world)
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(model, device_ids=ids)
+        self.forward = torch.compile(self.ddp) if cfg["trainer"]["compile"] else self.ddp
+        self.scaler = ShardWeightedScaler(self.scaler, self, weights)
+        self.agreement = StepAgreement(ctx.control)
+        self._requested = ctx.pending_signal
+
+    # A signal handler sets `stop_signal` on one rank; the loop reads the agreed value.
+    @property
+    def stop_signal(self) -> int | None:
+        """The stop signal all ranks agreed on at a step boundary (None before)."""
+        return self._agreed
+
+    @stop_signal.setter
+    def stop_signal(self, signum: int | None) -> None:
+        self._requested = signum
+
+    def fit(self) -> dict[str, dict[str, float]]:
+        """Train; on failure post it for the other ranks and carry the run's root cause."""
+        try:
+            summary = super().fit()
+        except Interrupted:
+            self.agreement.drain()
+            raise
+        except BaseException as e:
+            e.run_error = self.ctx.report_failure(e)
+            raise
+        self.agreement.drain()
+        return summary
+
+    def maybe_checkpoint_steps(self) -> None:
+        signum, self._time_due = self.agreement.exchange(self._requested or 0,
+                                                         super().checkpoint_time_due())
+        if signum:
+            self._agreed = signum
+        super().maybe_checkpoint_steps()
+
+    def checkpoint_time_due(self) -> bool:
+        return self._time_due
+
+    # ------------------------------------------------------------------ checkpoints
+    def rank_state(self) -> dict[str, Any]:
+        """What differs between ranks: RNG streams and the not yet reduced metric sums."""
+        return {"rng": ckpt.rng_state(), "window": self.window.state_dict(),
+                "epoch_acc": self.epoch_acc.state_dict()}
+
+    def save_checkpoint(self) -> None:
+        """Collective: every rank hands rank 0 its state, rank 0 writes the file."""
+        self._ranks = self.ctx.gather(self.rank_state())
+        try:
+            super().save_checkpoint()
+        finally:
+            self._ranks = None
+        self._last_ckpt = time.monotonic()  # on every rank, so the time test stays alike
+
+    def checkpoint(self) -> dict[str, Any]:
+        state = super().checkpoint()
+        if self._ranks is not None:
+            state["ranks"] = self._ranks
+        return state
+
+    def load_checkpoint(self, state: dict[str, Any]) -> None:
+        """Each rank takes its own state back. Resumed with another number of processes
+        (the data order does not depend on it), rank 0 takes all the metric sums."""
+        super().load_checkpoint(state)
+        t = state["trainer"]
+        ranks = state.get("ranks") or [{"rng": state["rng"], "window": t["window"],
+                                        "epoch_acc": t["epoch_acc"]}]
+        if len(ranks) == self.ctx.world:
+            mine = ranks[self.ctx.rank]
+            ckpt.set_rng_state(mine["rng"])
+        elif self.ctx.is_main:
+            mine = {k: merge_accumulators([r[k] for r in ranks]) for k in ("window", "epoch_acc")}
+        else:
+            self.ctx.seed_rank(self.cfg["seed"] + state["step"])
+            self.window.reset()
+            self.epoch_acc.reset()
+            return
+        self.window.load_state_dict(mine["window"], self.device)
+        self.epoch_acc.load_state_dict(mine["epoch_acc"], self.device)
