@@ -163,11 +163,11 @@ def references(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Ref
 
 
 def interrupt(tmp_path: Path, data_root: Path, references: References, scenario: str,
-              sig: str, step: int) -> tuple[Path, Path, int, str]:
-    """Run `scenario` until the plugin sends `sig` after `step` (the reference runs meanwhile)."""
+              sig: str, at: str) -> tuple[Path, Path, int, str]:
+    """Run `scenario` until the plugin sends `sig` `at` a step (the reference runs meanwhile)."""
     cfg = write_config(tmp_path, data_root, SCENARIOS[scenario])
     proc = launch("train", cfg, "--runs-dir", tmp_path / "runs",
-                  extra_env={"RUNLAB_TEST_SIGNAL": f"{sig}@{step}"})
+                  extra_env={"RUNLAB_TEST_SIGNAL": f"{sig}@{at}"})
     references.start(scenario)
     code, out = finish(proc)
     return cfg, run_dir_of(tmp_path / "runs"), code, out
@@ -186,17 +186,20 @@ def assert_resume_marked(run_dir: Path, count: int = 1) -> None:
     assert len(pairs) == len(set(pairs)), "metrics.csv has duplicated (step, metric) rows"
 
 
-@pytest.mark.parametrize("scenario", ["memory", "vae"])
-def test_sigterm_mid_epoch_then_resume_is_exact(tmp_path, data_root, references, scenario):
-    _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGTERM", 7)
+@pytest.mark.parametrize(("scenario", "at", "position"), [
+    ("memory", "7", (1, 7, 4)),  # mid-epoch, half-filled logging window
+    ("vae", "5", (0, 5, 9)),  # after the last batch, before validation: hparams still logged
+    ("memory", "validation_end:10", (2, 10, 0)),  # at an epoch end without an epoch checkpoint
+])
+def test_sigterm_then_resume_is_exact(tmp_path, data_root, references, scenario, at, position):
+    _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGTERM", at)
 
     assert code == 128 + signal.SIGTERM, out
     info = run_json(run_dir)
     assert info["status"] == "interrupted" and info["signal"] == "SIGTERM"
-    assert (info["epoch"], info["step"]) == (1, 7)
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    assert (state["epoch"], state["step"], state["batch_in_epoch"]) == (1, 7, 4)  # mid-epoch
-    assert state["trainer"]["window"]["count"] > 0  # a half-filled logging window survives
+    assert (state["epoch"], state["step"], state["batch_in_epoch"]) == position
+    assert (info["epoch"], info["step"]) == position[:2]
     assert f"runlab runs resume {info['id']}" in out
 
     resume(run_dir)
@@ -206,7 +209,7 @@ def test_sigterm_mid_epoch_then_resume_is_exact(tmp_path, data_root, references,
 
 @pytest.mark.parametrize("scenario", ["memory", "workers", "vae"])
 def test_sigkill_after_step_checkpoint_then_resume_is_exact(tmp_path, data_root, references, scenario):
-    _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGKILL", 11)
+    _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGKILL", "11")
 
     assert code == -signal.SIGKILL, out
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
@@ -221,8 +224,10 @@ def test_sigkill_after_step_checkpoint_then_resume_is_exact(tmp_path, data_root,
     assert_same_training(references.get(scenario), run_dir)
 
 
-def test_ctrl_c_to_the_process_group_with_workers_then_resume_is_exact(tmp_path, data_root, references):
-    """Ctrl-C reaches the DataLoader workers too; the run must still stop cleanly."""
+@pytest.mark.parametrize("sig", ["SIGTERM", pytest.param("SIGINT", marks=pytest.mark.slow)])
+def test_signal_to_the_process_group_with_workers_then_resume_is_exact(tmp_path, data_root, references, sig):
+    """SLURM's scancel (SIGTERM) and Ctrl-C (SIGINT) reach the DataLoader workers too;
+    the run must still finish its step, save and stop cleanly."""
     cfg = write_config(tmp_path, data_root, SCENARIOS["workers"])
     proc = launch("train", cfg, "--runs-dir", tmp_path / "runs", start_new_session=True,
                   extra_env={"RUNLAB_TEST_STEP_SLEEP": "0.15"})
@@ -231,11 +236,11 @@ def test_ctrl_c_to_the_process_group_with_workers_then_resume_is_exact(tmp_path,
     while not list(tmp_path.glob("runs/manual/*/checkpoints/last.pt")):  # step 4 is done
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, getattr(signal, sig))
     code, out = finish(proc)
     run_dir = run_dir_of(tmp_path / "runs")
 
-    assert code == 128 + signal.SIGINT, out
+    assert code == 128 + getattr(signal, sig), out
     assert run_json(run_dir)["status"] == "interrupted"
     resume(run_dir)
     assert_same_training(references.get("workers"), run_dir)

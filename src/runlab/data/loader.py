@@ -111,8 +111,17 @@ class _EpochBatches(torch.utils.data.Sampler):
 
 
 def _seed_worker(worker_id: int) -> None:
+    """Seed the worker's RNGs and leave stop signals to the main process: Ctrl-C and
+    SLURM's scancel signal every process of the run, and a worker that died of it would
+    fail the step the trainer is finishing before it checkpoints and shuts workers down."""
     import random
+    import signal
 
+    from runlab.train.api import STOP_SIGNALS
+
+    for name in STOP_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     s = torch.initial_seed() % 2**32  # set by the DataLoader from its seeded generator
     np.random.seed(s)
     random.seed(s)

@@ -92,6 +92,7 @@ class Trainer:
         self.hparams: dict[str, float] = {}
         self._last_log_step = 0
         self._last_ckpt = time.monotonic()
+        self._ckpt_due = False  # a step checkpoint fell on an epoch's last step: end_epoch saves it
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, dict[str, float]]:
@@ -199,7 +200,8 @@ class Trainer:
         self.flush_logs()
         self.maybe_save_best()
         every = self.cfg["trainer"]["checkpoint_every"]
-        if every and s.epoch % every == 0 or s.epoch >= self.max_epochs or s.should_stop:
+        due = bool(every) and s.epoch % every == 0 or self._ckpt_due
+        if due or s.epoch >= self.max_epochs or s.should_stop or self.stop_signal is not None:
             self.save_checkpoint()
         if self.on_epoch is not None:
             self.on_epoch(self)
@@ -261,8 +263,12 @@ class Trainer:
     def maybe_checkpoint_steps(self) -> None:
         every_steps = self.cfg["trainer"]["checkpoint_every_steps"]
         due = bool(every_steps) and self.state.step % every_steps == 0
-        if (due or self.checkpoint_time_due()) and self.state.batch_in_epoch < len(self.train_loader):
+        if not (due or self.checkpoint_time_due()):
+            return
+        if self.state.batch_in_epoch < len(self.train_loader):
             self.save_checkpoint()
+        else:  # after validation, so the checkpoint holds the finished epoch
+            self._ckpt_due = True
 
     def checkpoint_time_due(self) -> bool:
         """`trainer.checkpoint_every_minutes` have passed since the last checkpoint."""
@@ -295,16 +301,22 @@ class Trainer:
                 "window": self.window.state_dict(), "epoch_acc": self.epoch_acc.state_dict(),
                 "summary": self.summary.data, "best_value": self.best_value,
                 "metrics": dict(s.metrics), "should_stop": s.should_stop,
+                # scalars waiting for the next logging point, and what that point will show
+                "pending": dict(s.pending), "hparams": dict(self.hparams),
+                "last_log_step": self._last_log_step,
+                "scheduled": {p.key: getattr(p.target, p.attr) for p in self.scheduled},
                 "csv_offset": self.csv.tell() if self.csv is not None else None,
             },
         }
 
     def save_checkpoint(self) -> None:
+        """Write last.pt. Pending callback scalars go into it rather than into metrics.csv,
+        so when (and whether) checkpoints happen never changes what gets logged."""
         if self.run_dir is None:
             return
-        self.flush_logs()
+        self.writer.flush()
         ckpt.save_atomic(self.checkpoint(), self.run_dir / "checkpoints" / "last.pt")
-        self._last_ckpt = time.monotonic()
+        self._last_ckpt, self._ckpt_due = time.monotonic(), False
 
     def load_checkpoint(self, state: dict[str, Any]) -> None:
         """Restore everything the rest of the run depends on (see `checkpoint`)."""
@@ -322,4 +334,9 @@ class Trainer:
         self.epoch_acc.load_state_dict(t["epoch_acc"], self.device)
         self.summary.data, self.best_value = t["summary"], t["best_value"]
         s.metrics, s.should_stop = dict(t["metrics"]), t["should_stop"]
+        s.pending, self.hparams = dict(t.get("pending", {})), dict(t.get("hparams", {}))
+        self._last_log_step = t.get("last_log_step", s.step)
+        for p in self.scheduled:  # validation may come before the next batch sets them again
+            if p.key in t.get("scheduled", {}):
+                setattr(p.target, p.attr, t["scheduled"][p.key])
         ckpt.set_rng_state(state["rng"])

@@ -15,19 +15,30 @@ from runlab.data import DatasetMeta
 from runlab.registry import CALLBACKS, MODELS
 from runlab.train.events import Callback, TrainState
 
-SIGNAL_ENV = "RUNLAB_TEST_SIGNAL"  # e.g. "SIGTERM@7": send SIGTERM to this process after step 7
+# "SIGTERM@7": send SIGTERM to this process after optimiser step 7;
+# "SIGTERM@validation_end:10": after the validation that follows step 10.
+SIGNAL_ENV = "RUNLAB_TEST_SIGNAL"
 SLEEP_ENV = "RUNLAB_TEST_STEP_SLEEP"  # seconds to sleep after every step (to signal from outside)
 
 
 @CALLBACKS.register("signal_at_step")
 class SignalAtStep(Callback):
-    """Sends $RUNLAB_TEST_SIGNAL (`NAME@STEP`) to its own process; sleeps $RUNLAB_TEST_STEP_SLEEP per step."""
+    """Sends $RUNLAB_TEST_SIGNAL to its own process; sleeps $RUNLAB_TEST_STEP_SLEEP per step.
+    Logs `hook/step` every step (a callback scalar that waits for the next logging point)."""
 
     def on_train_batch_end(self, state: TrainState) -> None:
+        state.log("hook/step", state.step)
         if os.environ.get(SLEEP_ENV):
             time.sleep(float(os.environ[SLEEP_ENV]))
-        name, _, step = os.environ.get(SIGNAL_ENV, "").partition("@")
-        if name and state.step == int(step):
+        self._maybe_signal("train_batch_end", state.step)
+
+    def on_validation_end(self, state: TrainState) -> None:
+        self._maybe_signal("validation_end", state.step)
+
+    def _maybe_signal(self, event: str, step: int) -> None:
+        name, _, when = os.environ.get(SIGNAL_ENV, "").partition("@")
+        at_event, _, at_step = when.rpartition(":")
+        if name and (at_event or "train_batch_end") == event and step == int(at_step):
             os.kill(os.getpid(), getattr(signal, name))
 
 
