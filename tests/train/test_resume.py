@@ -162,13 +162,14 @@ def references(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Ref
     return References(tmp_path_factory.mktemp("reference"), data_root)
 
 
-def interrupt(tmp_path: Path, data_root: Path, references: References, scenario: str,
+def interrupt(tmp_path: Path, data_root: Path, references: References | None, scenario: str,
               sig: str, at: str) -> tuple[Path, Path, int, str]:
     """Run `scenario` until the plugin sends `sig` `at` a step (the reference runs meanwhile)."""
     cfg = write_config(tmp_path, data_root, SCENARIOS[scenario])
     proc = launch("train", cfg, "--runs-dir", tmp_path / "runs",
                   extra_env={"RUNLAB_TEST_SIGNAL": f"{sig}@{at}"})
-    references.start(scenario)
+    if references is not None:
+        references.start(scenario)
     code, out = finish(proc)
     return cfg, run_dir_of(tmp_path / "runs"), code, out
 
@@ -244,3 +245,80 @@ def test_signal_to_the_process_group_with_workers_then_resume_is_exact(tmp_path,
     assert run_json(run_dir)["status"] == "interrupted"
     resume(run_dir)
     assert_same_training(references.get("workers"), run_dir)
+
+
+def test_exception_fails_the_run_with_its_traceback(tmp_path, data_root):
+    cfg = write_config(tmp_path, data_root, {"model": {"name": "flaky_linear", "fail": "raise", "at": 3}})
+    r = runlab("train", cfg, "--runs-dir", tmp_path / "runs")
+    run_dir = run_dir_of(tmp_path / "runs")
+
+    assert r.returncode == 1, r.stdout + r.stderr
+    info = run_json(run_dir)
+    assert info["status"] == "failed" and info["step"] == 1  # steps 1 and 2 were 4 batches
+    assert info["error"]["type"] == "RuntimeError"
+    assert "flaky_linear failed on purpose at forward call 3" in info["error"]["message"]
+    assert "resume_hooks.py" in info["error"]["traceback"]
+    log = (run_dir / "stdout.log").read_text()
+    assert "Traceback (most recent call last)" in log and "failed on purpose" in log
+
+
+def test_nan_loss_fails_naming_the_steps_and_the_last_finite_values(tmp_path, data_root):
+    # 9 steps per epoch, logged at steps 4, 8, 9 (epoch end), 12; NaN from step 10 on.
+    over = {"model": {"name": "flaky_linear", "fail": "nan", "at": 10}, "trainer": {"accumulate": 1}}
+    r = runlab("train", write_config(tmp_path, data_root, over), "--runs-dir", tmp_path / "runs")
+    run_dir = run_dir_of(tmp_path / "runs")
+
+    assert r.returncode == 1, r.stdout + r.stderr
+    info = run_json(run_dir)
+    assert info["status"] == "failed" and info["error"]["type"] == "NonFiniteLoss"
+    message = info["error"]["message"]
+    assert "non-finite loss in steps 10-12 (epoch 1;" in message
+    last = {m: v for s, _, m, v in csv_rows(run_dir) if s == "9" and m.startswith("train/")}
+    for metric, value in last.items():
+        assert f"{metric}={float(value):.6g}" in message
+    assert message in (run_dir / "stdout.log").read_text()
+
+
+def test_resume_refuses_a_changed_config_unless_forced(tmp_path, data_root):
+    cfg, run_dir, code, out = interrupt(tmp_path, data_root, None, "memory", "SIGTERM", "3")
+    assert code == 128 + signal.SIGTERM, out
+
+    edited = write_config(tmp_path, data_root, merge(SCENARIOS["memory"], {
+        "optimizer": {"lr": 0.02}, "model": {"hidden": [64]}}), name="edited.yaml")
+    r = runlab("train", edited, "--run-dir", run_dir)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "optimizer.lr: 0.01 -> 0.02" in r.stderr and "model.hidden: [32] -> [64]" in r.stderr
+    assert "--force" in r.stderr
+    r = runlab("train", cfg, "optimizer.lr=0.05", "--run-dir", run_dir)
+    assert r.returncode == 2 and "optimizer.lr: 0.01 -> 0.05" in r.stderr, r.stderr
+    r = runlab("train", edited, "--run-dir", run_dir, "--force")  # forced, but the weights do not fit
+    assert r.returncode == 2 and "does not fit" in r.stderr, r.stderr
+
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())  # edited by hand
+    stored["scheduler"]["gamma"] = 0.5
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(stored))
+    r = runlab("runs", "resume", run_dir)
+    assert r.returncode == 2 and "scheduler.gamma: 0.7 -> 0.5" in r.stderr, r.stderr
+    assert run_json(run_dir)["status"] == "interrupted"  # refusals leave the run as it was
+
+    stale = run_dir / "checkpoints" / ".last.pt.99999.tmp"  # as a kill mid-write leaves it
+    stale.write_bytes(b"half a checkpoint")
+    r = runlab("runs", "resume", run_dir, "--force")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not stale.exists()
+    info = run_json(run_dir)
+    assert info["status"] == "completed" and info["forced_changes"] == ["scheduler.gamma: 0.7 -> 0.5"]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["scheduler"]["gamma"] == 0.5
+    assert_resume_marked(run_dir)
+
+
+def test_bad_configs_exit_2_and_leave_no_run_folder(tmp_path, data_root):
+    bad = {"model": {"name": "mlpp"}, "scheduler": {"gama": 0.5}, "data": {"path": "missing.npz"}}
+    for key, value in bad.items():
+        cfg = write_config(tmp_path / key, data_root, {key: value})
+        r = runlab("train", cfg, "--runs-dir", tmp_path / key / "runs")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr.startswith("error: ") and key in r.stderr
+        assert not (tmp_path / key / "runs").exists()
+    r = runlab("train", cfg, "--run-dir", tmp_path / "given")
+    assert r.returncode == 2 and not (tmp_path / "given").exists()

@@ -253,18 +253,30 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
         raise ConfigError(f"run {info['id']} is running (pid {info.get('pid')} on {info.get('host')}); "
                           "it cannot be resumed twice")
     stored = load_config(run_dir / "config.yaml")
-    if cfg is not None and config_hash(cfg) != config_hash(stored) and not force:
-        diff = "\n    ".join(config_diff(stored, cfg))
-        raise ConfigError(f"config of run {info['id']} no longer matches (stored -> given):\n    {diff}\n"
-                          "  pass --force to resume anyway")
-    cfg = cfg if cfg is not None and force else stored
-    p = prepare(cfg)
+    cfg = stored if cfg is None else cfg
     last = run_dir / "checkpoints" / "last.pt"
-    state = ckpt.load(last, map_location=p.device) if last.exists() else None
-    if state is not None and state["config_hash"] != config_hash(cfg) and not force:
-        raise ConfigError(f"checkpoint {last} was written by a different config; pass --force")
+    state = ckpt.load(last) if last.exists() else None  # on the CPU, where RNG states must be
+    changes = config_diff(stored, cfg)
+    if state is not None and state["config_hash"] != config_hash(cfg):  # e.g. config.yaml edited
+        changes = changes or config_diff(state.get("config", {}), cfg)
+    if changes and not force:
+        diff = "\n    ".join(changes)
+        raise ConfigError(f"config of run {info['id']} no longer matches the one it was trained with "
+                          f"(trained -> given):\n    {diff}\n  pass --force to resume anyway")
+    p = prepare(cfg)
+    if changes and state is not None:
+        try:  # a forced change must still fit the weights it continues from
+            p.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise ConfigError(f"checkpoint {last} does not fit the changed config: {e}") from None
     record = RunRecord.load(run_dir)
     record.info["resumes"] = int(record.info.get("resumes", 0)) + 1
+    if cfg != stored:  # the folder records the config the run continues with
+        save_config(cfg, run_dir / "config.yaml")
+    if changes:
+        record.info["forced_changes"] = [*record.info.get("forced_changes", []), *changes]
+    for tmp in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill during a checkpoint write
+        tmp.unlink()
     if state is not None and state["trainer"]["csv_offset"] is not None:
         truncate_csv(run_dir / "metrics.csv", state["trainer"]["csv_offset"])
     elif state is None:  # nothing to continue from: start over in the same folder

@@ -289,7 +289,7 @@ class Trainer:
         s = self.state
         return {
             "format": 1, "csv_t0": self.csv.t0 if self.csv is not None else None,
-            "config_hash": config_hash(self.cfg),
+            "config_hash": config_hash(self.cfg), "config": self.cfg,
             "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

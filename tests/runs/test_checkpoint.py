@@ -1,0 +1,79 @@
+"""Checkpoint I/O: a write cut short never damages the previous checkpoint; RNG state round-trips."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runlab.runs import checkpoint as ckpt
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    import torch
+    from runlab.runs.checkpoint import save_atomic
+
+    save_atomic({"good": torch.arange(10)}, sys.argv[1])
+    print("saved", flush=True)
+    save_atomic({"huge": torch.ones(2**27)}, sys.argv[1])  # 512 MB: killed while writing
+    print("huge saved", flush=True)
+""")
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stdout is not None and proc.stdout.readline() == "saved\n"
+    tmp = path.with_name(f".last.pt.{proc.pid}.tmp")
+    deadline = time.monotonic() + 60
+    while not (tmp.exists() and tmp.stat().st_size > 0):
+        assert proc.poll() is None and time.monotonic() < deadline, "the huge write never started"
+        time.sleep(0.001)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    assert tmp.exists(), "killed too late: the huge write had finished"  # the half-written file
+    assert tmp.stat().st_size < 2**29
+    assert torch.equal(ckpt.load(path)["good"], torch.arange(10))
+
+
+def test_a_failing_write_leaves_the_previous_checkpoint_and_no_temp_file(tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    path = tmp_path / "last.pt"
+    ckpt.save_atomic({"v": torch.tensor(1)}, path)
+
+    def half_save(obj, f) -> None:
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_save)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save_atomic({"v": torch.tensor(2)}, path)
+
+    assert ckpt.load(path)["v"].item() == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_rng_state_round_trips_through_a_checkpoint_file(tmp_path: Path) -> None:
+    ckpt.seed_everything(3)
+    torch.rand(5), np.random.rand(5), random.random()  # move away from the seeded states
+    ckpt.save_atomic({"rng": ckpt.rng_state()}, tmp_path / "rng.pt")
+    expected = torch.rand(5), np.random.rand(5), random.random()
+
+    ckpt.seed_everything(99)
+    ckpt.set_rng_state(ckpt.load(tmp_path / "rng.pt")["rng"])  # weights_only load
+    got = torch.rand(5), np.random.rand(5), random.random()
+
+    assert torch.equal(got[0], expected[0])
+    assert np.array_equal(got[1], expected[1])
+    assert got[2] == expected[2]
