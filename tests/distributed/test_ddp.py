@@ -1,10 +1,12 @@
 """Data-parallel runs for real: `runlab train --nproc 2` starts two CPU processes (gloo).
 
-- equivalence: two processes on global batch B end within 1e-6 of one process on B, with
+- equivalence: two processes on global batch B (started by `--nproc`, or as an `srun` step
+  starts them, from SLURM's variables) end within 1e-6 of one process on B, with
   uneven shards (batch 15 -> 7 + 8) and an uneven last batch; same metric rows, one folder;
 - a SIGTERM to one rank mid-epoch checkpoints both; the resumed run equals an
   uninterrupted two-process run bit for bit (weights and every metric row);
-- a rank that raises fails the run with its traceback in run.json, and no process is left.
+- a rank that raises fails the run with its traceback in run.json, and no process is left;
+- a config the processes cannot split is refused (exit 2) before any run folder is left.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import csv
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +77,40 @@ def live_processes_mentioning(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("optimizer", [{"name": "sgd", "lr": 0.1, "momentum": 0.9},
-                                       {"name": "adam", "lr": 0.01}], ids=["sgd", "adam"])
-def test_two_processes_match_one_process_on_the_global_batch(tmp_path, optimizer):
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def srun_like(args: list[str], ntasks: int, timeout: float) -> list[subprocess.CompletedProcess]:
+    """What `srun --ntasks N runlab train ...` starts: N plain processes with SLURM's variables
+    (no torchrun agent: rank 0 hosts the rendezvous store)."""
+    port = str(free_port())
+    procs = []
+    for rank in range(ntasks):
+        env = {**os.environ, "SLURM_PROCID": str(rank), "SLURM_NTASKS": str(ntasks),
+               "SLURM_STEP_NUM_TASKS": str(ntasks), "SLURM_LOCALID": str(rank),
+               "SLURM_STEP_NODELIST": "localhost", "SLURM_JOB_ID": "77", "MASTER_PORT": port,
+               "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "runlab", "train", *args], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=timeout) for p in procs]
+    return [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, (o, e) in zip(procs, outs)]
+
+
+@pytest.mark.parametrize("optimizer, launcher", [
+    ({"name": "sgd", "lr": 0.1, "momentum": 0.9}, "nproc"),
+    ({"name": "adam", "lr": 0.01}, "srun")], ids=["sgd-nproc", "adam-srun"])
+def test_two_processes_match_one_process_on_the_global_batch(tmp_path, optimizer, launcher):
     cfg = ddp_config(tmp_path, optimizer=optimizer)
     ref_code = train_in_process(cfg, tmp_path / "one")
-    out = run_cli("train", str(write_config(cfg, tmp_path / "c.yaml")), "--nproc", "2",
-                  "--runs-dir", str(tmp_path / "two"), timeout=TIMEOUT_S)
+    args = [str(write_config(cfg, tmp_path / "c.yaml")), "--runs-dir", str(tmp_path / "two")]
+    if launcher == "nproc":
+        out = run_cli("train", *args, "--nproc", "2", timeout=TIMEOUT_S)
+    else:
+        out, follower = srun_like(args, 2, TIMEOUT_S)
+        assert follower.returncode == 0 and follower.stdout == "", follower.stderr[-3000:]
     assert ref_code == 0 and out.returncode == 0, out.stderr[-3000:]
     one, two = only_run(tmp_path / "one"), only_run(tmp_path / "two")
 
@@ -94,6 +126,7 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path, optimizer
     assert "completed" in out.stdout and out.stdout.count("runlab: run folder") == 1
 
 
+@pytest.mark.slow  # three two-process runs
 def test_sigterm_to_one_rank_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     # Dropout: each rank's own RNG stream must come back too. Rank 1 signals itself after
     # step 8; every rank agrees at step 9 (epoch 1, batch 3 of 6) and rank 0 checkpoints.
@@ -133,4 +166,16 @@ def test_a_failing_rank_fails_the_run_with_its_traceback_and_leaves_no_process(t
     err = info["error"]
     assert err["rank"] == 1 and "rank 1 failed on purpose at step 3" in err["message"]
     assert "ddp_hooks.py" in err["traceback"] and "ValueError" in err["traceback"]
+    assert live_processes_mentioning(str(tmp_path)) == []
+
+
+@pytest.mark.slow  # the check itself is unit-tested; this is the no-hang path end to end
+def test_a_config_two_processes_cannot_split_is_exit_2_with_nothing_left(tmp_path):
+    # 88 training samples in batches of 29: the last batch holds 1 sample for 2 processes.
+    cfg = ddp_config(tmp_path, data={"batch_size": 29})
+    out = run_cli("train", str(write_config(cfg, tmp_path / "c.yaml")), "--nproc", "2",
+                  "--runs-dir", str(tmp_path / "runs"), timeout=TIMEOUT_S)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "data.drop_last=true" in out.stderr
+    assert list((tmp_path / "runs" / "manual").iterdir()) == []
     assert live_processes_mentioning(str(tmp_path)) == []
