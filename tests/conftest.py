@@ -9,11 +9,18 @@ from typing import Any
 
 import pytest
 
+# One thread per process: tests start many small runs and subprocesses on 2 cores, where
+# torch's default thread pools oversubscribe the machine (a tiny run went from 0.15 s to 9 s).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+import torch  # noqa: E402
+
 from runlab.train.events import EVENTS, Callback  # noqa: E402
 from runlab_testing import tiny_config  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture
