@@ -28,6 +28,7 @@ app = typer.Typer(
     help="List, inspect and delete run folders.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help, like the main app: keeps `--help` fast
 )
 
 DEFAULT_LIMIT = 50
