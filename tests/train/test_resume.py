@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -190,7 +191,8 @@ def assert_resume_marked(run_dir: Path, count: int = 1) -> None:
 @pytest.mark.parametrize(("scenario", "at", "position"), [
     ("memory", "7", (1, 7, 4)),  # mid-epoch, half-filled logging window
     ("vae", "5", (0, 5, 9)),  # after the last batch, before validation: hparams still logged
-    ("memory", "validation_end:10", (2, 10, 0)),  # at an epoch end without an epoch checkpoint
+    pytest.param("memory", "validation_end:10", (2, 10, 0),  # at an epoch end, no epoch checkpoint
+                 marks=pytest.mark.slow),
 ])
 def test_sigterm_then_resume_is_exact(tmp_path, data_root, references, scenario, at, position):
     _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGTERM", at)
@@ -208,7 +210,8 @@ def test_sigterm_then_resume_is_exact(tmp_path, data_root, references, scenario,
     assert_same_training(references.get(scenario), run_dir)
 
 
-@pytest.mark.parametrize("scenario", ["memory", "workers", "vae"])
+@pytest.mark.parametrize("scenario", [
+    "memory", pytest.param("workers", marks=pytest.mark.slow), pytest.param("vae", marks=pytest.mark.slow)])
 def test_sigkill_after_step_checkpoint_then_resume_is_exact(tmp_path, data_root, references, scenario):
     _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGKILL", "11")
 
@@ -313,12 +316,24 @@ def test_resume_refuses_a_changed_config_unless_forced(tmp_path, data_root):
 
 
 def test_bad_configs_exit_2_and_leave_no_run_folder(tmp_path, data_root):
-    bad = {"model": {"name": "mlpp"}, "scheduler": {"gama": 0.5}, "data": {"path": "missing.npz"}}
-    for key, value in bad.items():
-        cfg = write_config(tmp_path / key, data_root, {key: value})
-        r = runlab("train", cfg, "--runs-dir", tmp_path / key / "runs")
-        assert r.returncode == 2, r.stdout + r.stderr
-        assert r.stderr.startswith("error: ") and key in r.stderr
-        assert not (tmp_path / key / "runs").exists()
+    cfg = write_config(tmp_path, data_root, {"model": {"name": "mlpp"}, "scheduler": {"gama": 0.5}})
+    r = runlab("train", cfg, "--runs-dir", tmp_path / "runs")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "model.name: unknown model 'mlpp'. Did you mean 'mlp'?" in r.stderr
+    assert "scheduler.gama" in r.stderr  # every problem at once
+    assert not (tmp_path / "runs").exists()
+
+    cfg = write_config(tmp_path, data_root, {"data": {"path": "missing.npz"}})  # found while building
     r = runlab("train", cfg, "--run-dir", tmp_path / "given")
-    assert r.returncode == 2 and not (tmp_path / "given").exists()
+    assert r.returncode == 2 and "missing.npz does not exist" in r.stderr, r.stdout + r.stderr
+    assert not (tmp_path / "given").exists()
+
+
+def test_a_run_whose_process_died_before_training_began_shows_as_crashed():
+    from runlab.runs.status import effective_status
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    info = {"status": "created", "pid": gone.pid, "host": socket.gethostname(), "heartbeat": time.time()}
+    assert effective_status(info) == "crashed"
+    assert effective_status({**info, "pid": os.getpid()}) == "created"

@@ -74,11 +74,11 @@ def effective_status(info: dict, now: float | None = None) -> str:
     'crashed'
     """
     status = info.get("status") or "unknown"
-    if status != "running":
+    if status not in ("running", "created"):  # `created`: the folder is made, training not begun
         return status
     age = heartbeat_age(info, now)
     if age is None or age > STALE_AFTER_S:
         return "crashed"
     if info.get("host") == _HOSTNAME and not pid_alive(info.get("pid")):
         return "crashed"
-    return "running"
+    return status
