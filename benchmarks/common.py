@@ -54,9 +54,11 @@ def bin_path(name: str) -> str:
 
 @dataclass
 class Proc:
-    """One finished subprocess: wall seconds, peak RSS (MiB), exit code, output tail."""
+    """One finished subprocess: wall seconds, CPU seconds (user + system, its waited-for
+    children included), peak RSS (MiB), exit code, output."""
 
     wall_s: float
+    cpu_s: float
     peak_rss_mib: float
     returncode: int
     output: str
@@ -64,7 +66,8 @@ class Proc:
 
 def run_process(cmd: Sequence[str], *, cwd: Path | None = None,
                 env: dict[str, str] | None = None, timeout_s: float = 600) -> Proc:
-    """Run `cmd` to completion; wall time from fork to reap, peak RSS from wait4's rusage."""
+    """Run `cmd` to completion; wall time from fork to reap, CPU time and peak RSS from
+    wait4's rusage of that one child."""
     log = RESULTS / f".proc-{os.getpid()}.log"
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(log, "w+b") as out:
@@ -86,7 +89,7 @@ def run_process(cmd: Sequence[str], *, cwd: Path | None = None,
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     log.unlink(missing_ok=True)
-    return Proc(wall, usage.ru_maxrss / 1024, p.returncode, text)
+    return Proc(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, p.returncode, text)
 
 
 def check(proc: Proc, what: str) -> Proc:
