@@ -8,8 +8,8 @@ loss and accuracy kept on the device, their window means logged to CSV every 20 
 per epoch train means, validation (loss, accuracy) and a flushed CSV. The Trainer is
 built the documented way (`runlab.train.api.prepare` + `Trainer`, CSVWriter).
 
-The two loops run in lockstep, alternating epoch by epoch, so a burst of load from a
-neighbour hits both alike; the first epoch is warm-up. Each figure is the median epoch
+The two loops run in lockstep, alternating epoch by epoch in A B B A order, so a burst
+of load from a neighbour hits both alike; the first epoch is warm-up. Each figure is the median epoch
 time over all repeats divided by the steps per epoch; the ratio IQR is that of the
 per-epoch pairs. Two clocks: wall time, and the CPU time of the training thread (with
 one torch thread every op runs inline in it), which does not count time spent waiting
@@ -117,8 +117,13 @@ def hand_epochs(cfg: dict[str, Any], tmp: Path) -> Iterator[None]:
 
 def lockstep(cfg: dict[str, Any], tmp: Path) -> tuple[list[tuple[float, float]], ...]:
     """Train with runlab's Trainer (built as `runlab train` builds it) and by hand,
-    alternating epoch by epoch (the Trainer's epoch-end hook runs one hand epoch), so
-    both see the same machine load. Returns per-epoch (wall, CPU) seconds of each."""
+    epoch by epoch in A B B A order, so both see the same machine load and neither is
+    always first. Returns the per-step (wall, CPU) seconds of every epoch of each,
+    the warm-up epoch left out.
+
+    The Trainer advances one epoch per `fit()` call (`max_epochs` raised by one), which
+    adds its fit start/end events and a log flush to every runlab epoch: if anything,
+    this counts against runlab."""
     from runlab.logging.csv import CSVWriter
     from runlab.train.api import prepare
     from runlab.train.trainer import Trainer
@@ -127,28 +132,29 @@ def lockstep(cfg: dict[str, Any], tmp: Path) -> tuple[list[tuple[float, float]],
     next(hand)
     p = prepare(cfg)
     csv = CSVWriter(tmp / "runlab.csv")
-    ours: list[tuple[float, float]] = []
-    ref: list[tuple[float, float]] = []
-    last = [clocks()]
-
-    def on_epoch(_trainer: Trainer) -> None:
-        a = clocks()
-        ours.append((a[0] - last[0][0], a[1] - last[0][1]))
-        next(hand, None)
-        b = clocks()
-        ref.append((b[0] - a[0], b[1] - a[1]))
-        last[0] = clocks()
-
     trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizer, p.device, csv,
                       scheduled=p.scheduled, scheduler=p.scheduler, sched_interval=p.sched_interval,
-                      sched_monitor=p.sched_monitor, callbacks=p.callbacks, csv=csv,
-                      on_epoch=on_epoch)
-    last[0] = clocks()
-    trainer.fit()
-    csv.close()
+                      sched_monitor=p.sched_monitor, callbacks=p.callbacks, csv=csv)
+    trainer.max_epochs = 0
+
+    def ours() -> None:
+        trainer.max_epochs += 1
+        trainer.fit()
+
+    def ref() -> None:
+        next(hand)
+
     steps = len(trainer.train_loader)
-    per_step = [[(w / steps, c / steps) for w, c in side[WARMUP_EPOCHS:]] for side in (ours, ref)]
-    return per_step[0], per_step[1]
+    times: dict[str, list[tuple[float, float]]] = {"ours": [], "ref": []}
+    for epoch in range(cfg["trainer"]["max_epochs"]):
+        order = (("ours", ours), ("ref", ref)) if epoch % 2 == 0 else (("ref", ref), ("ours", ours))
+        for side, train_one_epoch in order:
+            a = clocks()
+            train_one_epoch()
+            b = clocks()
+            times[side].append(((b[0] - a[0]) / steps, (b[1] - a[1]) / steps))
+    csv.close()
+    return times["ours"][WARMUP_EPOCHS:], times["ref"][WARMUP_EPOCHS:]
 
 
 def run(quick: bool = False, repeats: int | None = None, epochs: int | None = None) -> list[Row]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -64,32 +64,55 @@ class Proc:
     output: str
 
 
+# A small launcher process starts each timed command. Linux charges a child's ru_maxrss
+# with the memory its pre-exec copy of the parent had (the benchmark process holds torch:
+# ~500 MiB); the launcher's own footprint is ~10 MiB, so its child's figure is the
+# command's own. The launcher also times fork-to-reap itself, so its start is not counted,
+# and stamps RUNLAB_PROFILE_STARTUP=launch with the time of that fork.
+_LAUNCHER = """
+import os, sys, time
+out, cmd = sys.argv[1], sys.argv[2:]
+if os.environ.get("RUNLAB_PROFILE_STARTUP") == "launch":
+    os.environ["RUNLAB_PROFILE_STARTUP"] = repr(time.time())
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(cmd[0], cmd)
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t
+with open(out, "w") as f:
+    f.write(f"{wall} {ru.ru_utime + ru.ru_stime} {ru.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def run_process(cmd: Sequence[str], *, cwd: Path | None = None,
                 env: dict[str, str] | None = None, timeout_s: float = 600) -> Proc:
-    """Run `cmd` to completion; wall time from fork to reap, CPU time and peak RSS from
-    wait4's rusage of that one child."""
-    log = RESULTS / f".proc-{os.getpid()}.log"
+    """Run `cmd` to completion (through the launcher above): wall time from fork to reap,
+    CPU time and peak RSS from wait4's rusage of that one process (and its waited-for
+    children, e.g. git)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    log, stats = (RESULTS / f".proc-{os.getpid()}.{ext}" for ext in ("log", "stats"))
+    stats.unlink(missing_ok=True)
     with open(log, "w+b") as out:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(list(cmd), cwd=cwd, env=env or child_env(), stdout=out,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = t0 + timeout_s
-        while True:  # wait4 gives this child's own peak RSS (getrusage(CHILDREN) is cumulative)
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                p.kill()
-                pid, status, usage = os.wait4(p.pid, 0)
-                break
-            time.sleep(0.002)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
+        p = subprocess.Popen([sys.executable, "-S", "-E", "-c", _LAUNCHER, str(stats), *cmd],
+                             cwd=cwd, env=env or child_env(), stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            p.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     log.unlink(missing_ok=True)
-    return Proc(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, p.returncode, text)
+    if not stats.exists():
+        return Proc(float("nan"), float("nan"), float("nan"), p.returncode or -9, text)
+    wall, cpu, maxrss_kib, code = stats.read_text().split()
+    stats.unlink()
+    return Proc(float(wall), float(cpu), int(maxrss_kib) / 1024, int(code), text)
 
 
 def check(proc: Proc, what: str) -> Proc:
