@@ -71,6 +71,23 @@ def test_one_real_run_then_the_rerun_does_nothing(make_sweep, tmp_path):
     assert run_dirs(runs, "sw") == {"sw-s000-s0": info}
 
 
+@pytest.mark.slow
+def test_gpus_per_run_trains_every_run_over_that_many_processes(make_sweep, tmp_path):
+    """On CPU `gpus_per_run: 2` means two gloo processes per run, one run per seed."""
+    path = make_sweep(seeds=2, parameters={"optimizer.lr": [0.01]},
+                      launcher={"name": "local", "workers": 1, "gpus_per_run": 2})
+    runs = tmp_path / "runs"
+    result = sweep_cli(path, runs)
+    assert result.returncode == 0, result.stdout + result.stderr
+    infos = run_dirs(runs, "sw")
+    assert sorted(infos) == ["sw-s000-s0", "sw-s000-s1"]
+    for name, info in infos.items():
+        assert info["status"] == "completed" and info["seed"] == int(name[-1])
+        assert info["distributed"] == {"world_size": 2, "backend": "gloo"}
+    logs = sorted(p.name for p in (runs / "sweeps" / "sw" / "logs").iterdir())
+    assert logs == ["sw-s000-s0.log", "sw-s000-s1.log"]  # one process group per seed
+
+
 def test_bad_sweep_file_exits_2_with_every_problem(make_sweep, tmp_path):
     path = make_sweep(metod="tpe", parameters={"optimizer.lrr": [1.0], "model.hidden": [[-3]]})
     result = sweep_cli(path, tmp_path / "runs")

@@ -138,6 +138,49 @@ def test_local_workers_get_their_own_gpu_and_a_share_of_the_cores(tmp_path, monk
         "3 4", "5 4"]
 
 
+def test_slot_gpus_gives_each_slot_its_own_consecutive_gpus():
+    from runlab.sweep.local import slot_gpus
+
+    gpus = ["0", "1", "2", "3", "4", "5"]
+    assert [slot_gpus(gpus, s, 2) for s in range(4)] == ["0,1", "2,3", "4,5", "0,1"]
+    assert [slot_gpus(gpus, s, 4) for s in range(2)] == ["0,1,2,3", "0,1,2,3"]
+    assert [slot_gpus(["7", "3"], s) for s in range(3)] == ["7", "3", "7"]
+
+
+def test_a_run_with_several_gpus_gets_its_slots_gpus_and_nproc(tmp_path, monkeypatch):
+    from runlab.sweep.jobs import Job
+    from runlab.sweep.local import LocalLauncher
+    from runlab.sweep.settings import Setting
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    show = (sys.executable, "-c", "import os, sys; print(os.environ['CUDA_VISIBLE_DEVICES'], "
+                                  "os.environ['OMP_NUM_THREADS'], *sys.argv[-2:])")
+    launcher = LocalLauncher("sw", workers=2, train=show, gpus_per_run=2)
+    jobs_ = [Job(Setting(f"s{i}", {}), [0], [tmp_path / f"r{i}"], tmp_path / "c.yaml",
+                 tmp_path / f"{i}.log") for i in range(2)]
+    assert jobs_[0].command("sw", ("runlab", "train"), nproc=2)[-2:] == ["--nproc", "2"]
+    assert "--nproc" not in jobs_[0].command("sw", ("runlab", "train"))
+    for handle in launcher.launch(jobs_):
+        assert handle.proc.wait(30) == 0
+    assert [(tmp_path / f"{i}.log").read_text().splitlines()[-1] for i in range(2)] == [
+        "0,1 2 --nproc 2", "2,3 2 --nproc 2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(ConfigError, match="gpus_per_run: 2, but only 1 GPU"):
+        LocalLauncher("sw", workers=1, train=show, gpus_per_run=2)
+
+
+def test_gpus_per_run_never_groups_seeds_into_one_process(make_sweep, fake_base, tmp_path,
+                                                         monkeypatch):
+    fake_base()
+    monkeypatch.setattr(jobs, "_SEEDS_FLAG", {FAKE_TRAIN: True})
+    runs = tmp_path / "runs"
+    path = make_sweep(seeds=2, launcher={"name": "local", "workers": 2, "gpus_per_run": 2})
+    assert run_sweep(path, runs_dir=runs, train=FAKE_TRAIN, live=False) == 0
+    logs = sorted(p.name for p in (runs / "sweeps" / "sw" / "logs").iterdir())
+    assert logs == [f"sw-s00{i}-s{k}.log" for i in range(2) for k in range(2)]
+
+
 def test_sigterm_stops_the_sweep_and_the_rerun_resumes(make_sweep, fake_base, tmp_path):
     fake_base(epoch_s=0.1)
     path = make_sweep(seeds=2, overrides={"trainer.max_epochs": 10})

@@ -9,7 +9,10 @@ import time
 
 import pytest
 
-from runlab.sweep.slurm import TrainCommand
+from runlab.sweep.jobs import Job
+from runlab.sweep.settings import Setting
+from runlab.sweep.slurm import SlurmLauncher, TrainCommand, job_parameters
+from runlab.sweep.spec import Launcher
 
 from .conftest import FAKE_TRAIN
 from .test_e2e import run_dirs, sweep_cli
@@ -50,3 +53,20 @@ def test_preempted_job_stops_its_run_and_requeues_the_same_command(tmp_path):
     assert again.function.cmd == cmd and again.function._proc is None
     assert again.function() == 0  # the requeued command resumes and finishes
     assert "resuming from epoch" in (run_dir / "stdout.log").read_text()
+
+
+def test_a_run_with_several_gpus_is_one_task_holding_them_all(tmp_path):
+    cfg = Launcher(name="slurm", gpus_per_run=4, cpus_per_task=8, partition="gpu")
+    params = job_parameters("sw", cfg)
+    assert params["gpus_per_node"] == 4 and params["tasks_per_node"] == 1
+    assert params["nodes"] == 1 and params["slurm_partition"] == "gpu"
+    assert job_parameters("sw", Launcher(name="slurm", gpus_per_job=1))["gpus_per_node"] == 1
+    assert "gpus_per_node" not in job_parameters("sw", Launcher(name="slurm"))
+
+    launcher = SlurmLauncher("sw", cfg, tmp_path)
+    sbatch = launcher.executor._executor.parameters  # what submitit turns into #SBATCH lines
+    assert (sbatch["gpus_per_node"], sbatch["ntasks_per_node"], sbatch["nodes"]) == (4, 1, 1)
+    job = Job(Setting("s000", {}), [0], [tmp_path / "r"], tmp_path / "c.yaml", tmp_path / "log")
+    command = launcher._command(job)
+    assert command.cmd[-2:] == ["--nproc", "4"] and "seed=0" in command.cmd
+    assert command.env["OMP_NUM_THREADS"] == "2"  # 8 CPUs shared by the run's 4 processes

@@ -73,3 +73,21 @@ def test_interpolation_follows_the_swept_value(make_sweep, base_config):
     spec = load_sweep(make_sweep(overrides={"data.batch_size": "${trainer.max_epochs}"}))
     cfg = build_config(spec.raw_base, {"trainer.max_epochs": 7}, "sw")
     assert cfg["data"]["batch_size"] == 7
+
+
+def test_gpus_per_run_defaults_to_one_and_is_checked(make_sweep):
+    assert load_sweep(make_sweep()).launcher.gpus_per_run == 1
+    spec = load_sweep(make_sweep(launcher={"name": "slurm", "gpus_per_run": 4}))
+    assert spec.launcher.gpus_per_run == 4 and spec.resolved()["launcher"]["gpus_per_run"] == 4
+    path = make_sweep(vectorize=True, launcher={"name": "local", "gpus_per_rum": 2,
+                                                "gpus_per_run": 2})
+    with pytest.raises(ConfigError) as err:
+        load_sweep(path)
+    text = str(err.value)
+    assert "unknown key 'gpus_per_rum'" in text and "Did you mean 'gpus_per_run'?" in text
+    assert "vectorize: true" in text and "launcher.gpus_per_run: 2" in text
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match=r"launcher.gpus_per_run: .*positive integer"):
+            load_sweep(make_sweep(launcher={"name": "local", "gpus_per_run": bad}))
+    with pytest.raises(ConfigError, match="gpus_per_job: 1 differs from launcher.gpus_per_run"):
+        load_sweep(make_sweep(launcher={"name": "slurm", "gpus_per_run": 2, "gpus_per_job": 1}))

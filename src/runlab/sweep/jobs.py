@@ -32,8 +32,10 @@ class Job:
     log_path: Path
     claims: list[int] = field(default_factory=list)
 
-    def command(self, sweep: str, train: tuple[str, ...] = TRAIN_COMMAND) -> list[str]:
-        """`runlab train CONFIG seed=K --run-dir DIR --sweep-info JSON` (`--seeds` for several)."""
+    def command(self, sweep: str, train: tuple[str, ...] = TRAIN_COMMAND,
+                nproc: int = 1) -> list[str]:
+        """`runlab train CONFIG seed=K --run-dir DIR --sweep-info JSON` (`--seeds` for several;
+        `--nproc N` to train the one run over N processes)."""
         cmd = [*train, str(self.config_path)]
         if len(self.seeds) == 1:
             cmd.append(f"seed={self.seeds[0]}")
@@ -41,7 +43,8 @@ class Job:
             cmd += ["--seeds", ",".join(str(s) for s in self.seeds)]
         for run_dir in self.run_dirs:
             cmd += ["--run-dir", str(run_dir)]
-        return cmd + ["--sweep-info", json.dumps(self.setting.sweep_info(sweep), default=str)]
+        cmd += ["--sweep-info", json.dumps(self.setting.sweep_info(sweep), default=str)]
+        return cmd + (["--nproc", str(nproc)] if nproc > 1 else [])
 
     def release(self) -> None:
         for fd in self.claims:

@@ -1,7 +1,8 @@
 """Local launcher: N worker slots on this machine, each run in its own subprocess.
 
-Each child gets `OMP_NUM_THREADS = max(1, cores // workers)` so workers do not fight over
-cores, and, when GPUs are visible, one GPU per slot via CUDA_VISIBLE_DEVICES.
+Each child gets `OMP_NUM_THREADS = max(1, cores // (workers * gpus_per_run))` so processes
+do not fight over cores, and, when GPUs are visible, its slot's GPUs via CUDA_VISIBLE_DEVICES
+(`gpus_per_run` of them; a run with several is started with `--nproc`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import time
 
+from runlab.errors import ConfigError
 from runlab.sweep.jobs import TRAIN_COMMAND, Job
 
 
@@ -35,20 +37,26 @@ class LocalHandle:
 
 
 class LocalLauncher:
-    """Runs jobs as subprocesses, at most `workers` at a time.
+    """Runs jobs as subprocesses, at most `workers` at a time, each over `gpus_per_run`
+    processes (and as many GPUs, when there are GPUs).
 
     Example:
-        >>> launcher = LocalLauncher("vae-beta", workers=2)
+        >>> launcher = LocalLauncher("vae-beta", workers=2, gpus_per_run=2)
         >>> handle = launcher.launch([job])[0]; handle.poll()
     """
 
     def __init__(self, sweep: str, workers: int = 1, train: tuple[str, ...] = TRAIN_COMMAND,
-                 use_gpus: bool = True):
+                 use_gpus: bool = True, gpus_per_run: int = 1):
         self.sweep = sweep
         self.capacity = workers
         self.train = train
+        self.gpus_per_run = gpus_per_run
         self.gpus = visible_gpus() if use_gpus else []
-        self.threads = max(1, _cores() // workers)
+        if 0 < len(self.gpus) < gpus_per_run:
+            raise ConfigError(f"launcher.gpus_per_run: {gpus_per_run}, but only "
+                              f"{len(self.gpus)} GPU(s) are visible ({','.join(self.gpus)}); "
+                              "lower gpus_per_run or make more GPUs visible")
+        self.threads = max(1, _cores() // (workers * gpus_per_run))
         self._slots: dict[int, LocalHandle] = {}
 
     def launch(self, jobs: list[Job]) -> list[LocalHandle]:
@@ -62,17 +70,29 @@ class LocalLauncher:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads),
                "MKL_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
         if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+            env["CUDA_VISIBLE_DEVICES"] = slot_gpus(self.gpus, slot, self.gpus_per_run)
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(job.log_path, "ab") as log:
             log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} start\n".encode())
             log.flush()
-            proc = subprocess.Popen(job.command(self.sweep, self.train), stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, pass_fds=job.claims, start_new_session=True)
+            proc = subprocess.Popen(job.command(self.sweep, self.train, self.gpus_per_run),
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=env, pass_fds=job.claims,
+                                    start_new_session=True)
         handle = LocalHandle(proc, slot)
         self._slots[slot] = handle
         return handle
+
+
+def slot_gpus(gpus: list[str], slot: int, per_run: int = 1) -> str:
+    """CUDA_VISIBLE_DEVICES for worker `slot`: its own `per_run` consecutive GPUs of `gpus`
+    (slot s gets gpus[s*k:(s+1)*k]); more slots than whole groups share them round-robin.
+
+    >>> slot_gpus(["0", "1", "2", "3"], 1, per_run=2)
+    '2,3'
+    """
+    start = slot % (len(gpus) // per_run) * per_run
+    return ",".join(gpus[start:start + per_run])
 
 
 def visible_gpus() -> list[str]:

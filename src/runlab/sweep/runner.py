@@ -44,7 +44,9 @@ def run_sweep(path: str | Path, workers: int | None = None, launcher: str | None
     with search.lock():
         _prepare_folder(spec, folder)
     total = (len(settings) if spec.method == "grid" else spec.trials or 0) * len(spec.seeds)
-    vectorize = spec.vectorize if trainer_takes_seeds(train) else "false"
+    # a run over several processes (gpus_per_run > 1) cannot share its process with other seeds
+    grouped = trainer_takes_seeds(train) and spec.launcher.gpus_per_run == 1
+    vectorize = spec.vectorize if grouped else "false"
     if spec.vectorize == "true" and vectorize == "false":
         raise ConfigError("vectorize: true, but this `runlab train` cannot train several seeds "
                           "in one process (no --seeds); use vectorize: auto or false")
@@ -120,7 +122,8 @@ def _launcher(spec: SweepSpec, folder: Path, train: tuple[str, ...]) -> Any:
     from runlab.sweep.local import LocalLauncher
 
     device = str((spec.base_config.get("trainer") or {}).get("device", "auto"))
-    return LocalLauncher(spec.name, spec.launcher.workers, train, use_gpus=device != "cpu")
+    return LocalLauncher(spec.name, spec.launcher.workers, train, use_gpus=device != "cpu",
+                         gpus_per_run=spec.launcher.gpus_per_run)
 
 
 def _print_plan(spec: SweepSpec, settings: list[Setting]) -> None:

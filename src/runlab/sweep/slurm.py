@@ -4,6 +4,9 @@ Jobs launched together go out as one job array (`executor.batch()`). On pre-empt
 timeout submitit calls `TrainCommand.checkpoint`: the training child gets SIGTERM (it
 saves a checkpoint and stops) and the job is requeued with the same command, which
 resumes from the run folder's checkpoint.
+
+A job is one run on one node: with `gpus_per_run: k > 1` it asks for k GPUs and a single
+task, which starts the run's k processes itself (`runlab train --nproc k`).
 """
 
 from __future__ import annotations
@@ -93,21 +96,13 @@ class SlurmLauncher:
 
         self.sweep = sweep
         self.train = train
+        self.nproc = cfg.gpus_per_run
         self.capacity = cfg.array_parallelism
         self.executor = submitit.AutoExecutor(folder=folder / "slurm" / "%j", cluster="slurm")
-        params: dict[str, Any] = {
-            "name": sweep, "timeout_min": cfg.timeout_min, "cpus_per_task": cfg.cpus_per_task,
-            "slurm_array_parallelism": cfg.array_parallelism,
-        }
-        if cfg.gpus_per_job:
-            params["gpus_per_node"] = cfg.gpus_per_job
-        if cfg.partition:
-            params["slurm_partition"] = cfg.partition
-        if cfg.mem_gb:
-            params["mem_gb"] = cfg.mem_gb
-        self.executor.update_parameters(**params)
-        self.env = {"OMP_NUM_THREADS": str(cfg.cpus_per_task),
-                    "MKL_NUM_THREADS": str(cfg.cpus_per_task), "PYTHONUNBUFFERED": "1"}
+        self.executor.update_parameters(**job_parameters(sweep, cfg))
+        threads = str(max(1, cfg.cpus_per_task // cfg.gpus_per_run))  # the run's processes share
+        self.env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                    "PYTHONUNBUFFERED": "1"}
 
     def launch(self, jobs: list[Job]) -> list[SlurmHandle]:
         with self.executor.batch():
@@ -119,4 +114,26 @@ class SlurmLauncher:
 
     def _command(self, job: Job) -> TrainCommand:
         job.log_path.parent.mkdir(parents=True, exist_ok=True)
-        return TrainCommand(job.command(self.sweep, self.train), str(job.log_path), self.env)
+        return TrainCommand(job.command(self.sweep, self.train, self.nproc), str(job.log_path),
+                            self.env)
+
+
+def job_parameters(sweep: str, cfg: Launcher) -> dict[str, Any]:
+    """submitit parameters of the sweep's jobs: one task on one node per run, holding the
+    run's `gpus_per_run` GPUs (else `gpus_per_job`, 0 = none) and `cpus_per_task` CPUs.
+
+    >>> job_parameters("sw", Launcher(name="slurm", gpus_per_run=4))["gpus_per_node"]
+    4
+    """
+    params: dict[str, Any] = {
+        "name": sweep, "timeout_min": cfg.timeout_min, "cpus_per_task": cfg.cpus_per_task,
+        "nodes": 1, "tasks_per_node": 1, "slurm_array_parallelism": cfg.array_parallelism,
+    }
+    gpus = cfg.gpus_per_run if cfg.gpus_per_run > 1 else cfg.gpus_per_job
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if cfg.partition:
+        params["slurm_partition"] = cfg.partition
+    if cfg.mem_gb:
+        params["mem_gb"] = cfg.mem_gb
+    return params

@@ -23,9 +23,9 @@ DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform")
 VECTORIZE = ("auto", "true", "false")
 TOP_KEYS = ("base", "overrides", "name", "method", "metric", "seeds", "seed", "vectorize",
             "trials", "parameters", "max_retries", "launcher")
-LOCAL_KEYS = ("name", "workers")
+LOCAL_KEYS = ("name", "workers", "gpus_per_run")
 SLURM_KEYS = ("name", "partition", "time", "timeout_min", "cpus_per_task", "gpus_per_job",
-              "mem_gb", "array_parallelism")
+              "gpus_per_run", "mem_gb", "array_parallelism")
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,15 @@ class Param:
 
 @dataclass
 class Launcher:
-    """Where runs execute: `local` (N worker subprocesses) or `slurm` (submitit jobs)."""
+    """Where runs execute: `local` (N worker subprocesses) or `slurm` (submitit jobs).
+
+    `gpus_per_run: k > 1` trains every run data-parallel over k processes
+    (`runlab train --nproc k`), one per GPU; without GPUs, k CPU processes (gloo).
+    """
 
     name: str = "local"
     workers: int = 1
+    gpus_per_run: int = 1
     partition: str | None = None
     timeout_min: int = 60
     cpus_per_task: int = 1
@@ -124,6 +129,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
         overrides=data.get("overrides") or {},
         launcher=_launcher(data.get("launcher"), problems),
     )
+    if spec.vectorize == "true" and spec.launcher.gpus_per_run > 1:
+        problems.append("vectorize: true trains a setting's seeds in one process; it cannot be "
+                        f"combined with launcher.gpus_per_run: {spec.launcher.gpus_per_run} "
+                        "(one run over several processes). Use vectorize: auto or false")
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return spec
@@ -284,6 +293,10 @@ def _launcher(data: Any, problems: list[str]) -> Launcher:
         problems.append(f"launcher.mem_gb: {mem!r}; expected a positive number")
     else:
         out.mem_gb = mem
+    if out.gpus_per_run > 1 and out.gpus_per_job not in (0, out.gpus_per_run):
+        problems.append(f"launcher.gpus_per_job: {out.gpus_per_job!r} differs from "
+                        f"launcher.gpus_per_run: {out.gpus_per_run!r}; a job holds one run, "
+                        "so drop gpus_per_job (it follows gpus_per_run)")
     return out
 
 
