@@ -100,6 +100,7 @@ def test_schedule_epochs_steps_and_end(tmp_path):
         for _ in range(2):
             state.step += 1
             cb.on_train_batch_end(state)
+        state.epoch = epoch + 1  # as the Trainer: counted before validation and on_epoch_end
         cb.on_epoch_end(state)
     cb.on_fit_end(state)
     assert steps_written(tmp_path, "reconstructions") == [4, 6]  # epoch 2, then at the end

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import struct
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,51 +12,9 @@ import pytest
 
 from runlab.errors import ConfigError
 from runlab.logging.wandb import WandbWriter, default_mode
+from wandb_records import history, records, run_record
 
-wandb_pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
-
-# The .wandb file is a LevelDB-style log of protobuf `Record`s: a 7-byte file header,
-# then 32 KiB blocks of chunks, each with a 7-byte header (crc32, length, type).
-BLOCK, HEADER = 32768, 7
-FULL, LAST = 1, 4
-
-
-def records(path: Path) -> Iterator[wandb_pb.Record]:
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, pending = HEADER, b""
-    while pos + HEADER <= len(data):
-        left = BLOCK - pos % BLOCK
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
-        if left < HEADER or (length == 0 and kind == 0):
-            pos += left  # block padding
-            continue
-        pending += data[pos + HEADER : pos + HEADER + length]
-        pos += HEADER + length
-        if kind in (FULL, LAST):
-            yield wandb_pb.Record.FromString(pending)
-            pending = b""
-
-
-def history(path: Path) -> list[dict]:
-    """The history rows of a run, media values as nested dicts (`{"_type": "image-file", ...}`)."""
-    rows = []
-    for record in records(path):
-        if record.WhichOneof("record_type") != "history":
-            continue
-        row: dict = {}
-        for item in record.history.item:
-            *parents, leaf = [item.key] if item.key else item.nested_key
-            node = row
-            for key in parents:
-                node = node.setdefault(key, {})
-            node[leaf] = json.loads(item.value_json)
-        rows.append(row)
-    return rows
-
-
-def run_record(path: Path) -> wandb_pb.RunRecord:
-    return next(r.run for r in records(path) if r.WhichOneof("record_type") == "run")
+pytest.importorskip("wandb")
 
 
 @pytest.fixture(autouse=True)

@@ -216,13 +216,10 @@ class DiagnosticsCallback(Callback):
         )
 
     def on_epoch_end(self, state: TrainState) -> None:
+        # state.epoch counts the epochs finished by now: `every: 5` runs after epochs 5, 10, ...
         self._run(
             state,
-            [
-                s
-                for s in self.slots
-                if s.diagnostic.every and (state.epoch + 1) % s.diagnostic.every == 0
-            ],
+            [s for s in self.slots if s.diagnostic.every and state.epoch % s.diagnostic.every == 0],
         )
 
     def on_fit_end(self, state: TrainState) -> None:

@@ -22,7 +22,7 @@ EVENTS = (
     "on_epoch_start",
     "on_train_batch_end",  # after the optimiser step; state.step already incremented
     "on_validation_end",  # state.metrics holds this epoch's val/* values
-    "on_epoch_end",  # after validation and logging of the epoch
+    "on_epoch_end",  # after validation and logging of the epoch; state.epoch = epochs finished
     "on_fit_end",  # after the test split was evaluated; state.metrics holds test/*
 )
 
