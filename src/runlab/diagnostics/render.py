@@ -72,12 +72,21 @@ def signal_panels(
     cols = min(p, 4)
     rows = math.ceil(p / cols)
     fig = new_figure(3.0 * cols, 2.0 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    # One scale for every panel, with tick labels on the first panel only: ticks are most
+    # of the drawing time (~30 ms an axes), and the other panels' would repeat them.
+    lo, hi = float(sig.min()), float(sig.max())
+    margin = 0.05 * (hi - lo) or 1.0
     cmap = colormaps["viridis"]
     for i, ax in enumerate(axes):
         if i >= p:
             ax.set_axis_off()
             continue
+        ax.set_xlim(0, max(sig.shape[-1] - 1, 1))
+        ax.set_ylim(lo - margin, hi + margin)
+        if i > 0:
+            ax.set_xticks([])
+            ax.set_yticks([])
         for j in range(m):
             color = cmap(j / max(m - 1, 1)) if colormap else f"C{j}"
             style = "--" if (j > 0 and not colormap) else "-"
