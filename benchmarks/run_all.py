@@ -7,9 +7,10 @@
 Runs, one after another so they never compete for the cores: start-up, per-step
 overhead, data path, end to end + memory (this folder's bench_*.py with a `run()`),
 then the other benchmarks of this folder as subprocesses (runs list, analysis, sweep,
-ensemble: with `--quick` when they take it, else with smaller sizes in quick mode),
-whose headline figures are read back from their JSON. Prints a Markdown table (for
-the README's Performance section) and writes benchmarks/results/run_all.json.
+ensemble, and any further bench_*.py: with `--quick` when they take it, else with
+smaller sizes in quick mode), whose headline figures are read back from their JSON. Prints a Markdown table (for
+the README's Performance section) and writes benchmarks/results/run_all.json
+(run_all_only.json with --only).
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ OTHERS: dict[str, tuple[str, str, list[str], Headlines]] = {
 }
 
 
+def discovered() -> dict[str, tuple[str, str, list[str], Headlines]]:
+    """bench_*.py scripts this file does not know yet: run them too (`--quick` when they
+    take it) and read their rows from results/<name>.json (the common.save format)."""
+    known = {f"bench_{n}.py" for n in OWN} | {script for script, *_ in OTHERS.values()}
+    return {p.stem.removeprefix("bench_"): (p.name, f"{p.stem.removeprefix('bench_')}.json", [], _rows)
+            for p in sorted(BENCH.glob("bench_*.py")) if p.name not in known}
+
+
 def run_own(name: str, quick: bool) -> list[Row]:
     module = importlib.import_module(f"bench_{name}")
     rows = module.run(quick)
@@ -77,7 +86,7 @@ def run_own(name: str, quick: bool) -> list[Row]:
 
 
 def run_other(name: str, quick: bool) -> list[Row]:
-    script, result, quick_args, headlines = OTHERS[name]
+    script, result, quick_args, headlines = {**discovered(), **OTHERS}[name]
     path = BENCH / script
     if not path.exists():
         print(f"  ({script} not present: skipped)")
@@ -106,10 +115,11 @@ def run_other(name: str, quick: bool) -> list[Row]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
-    ap.add_argument("--only", help=f"comma list from: {', '.join((*OWN, *OTHERS))}")
+    ap.add_argument("--only", help=f"comma list from: {', '.join((*OWN, *OTHERS, *discovered()))}")
     args = ap.parse_args()
-    chosen = args.only.split(",") if args.only else [*OWN, *OTHERS]
-    unknown = set(chosen) - {*OWN, *OTHERS}
+    others = [*OTHERS, *discovered()]
+    chosen = args.only.split(",") if args.only else [*OWN, *others]
+    unknown = set(chosen) - {*OWN, *others}
     if unknown:
         ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     info = machine()
@@ -131,7 +141,7 @@ def main() -> None:
     print(f"\n`{command}` took {elapsed / 60:.1f} min")
     failed = [r.what for r in rows if r.passed is False]
     print(f"{len(failed)} target(s) missed" + (": " + "; ".join(failed) if failed else ""))
-    save("run_all", rows, machine=info, command=command, elapsed_s=round(elapsed, 1),
+    save("run_all" if not args.only else "run_all_only", rows, machine=info, command=command, elapsed_s=round(elapsed, 1),
          quick=args.quick)
 
 
