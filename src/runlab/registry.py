@@ -152,7 +152,7 @@ LOSSES = Registry("loss", _loader("runlab.losses"))
 OPTIMIZERS = Registry("optimizer", _loader("runlab.optim"))
 SCHEDULERS = Registry("scheduler", _loader("runlab.optim"))
 HPARAM_SCHEDULES = Registry("hparam schedule", _loader("runlab.hparams"))
-DIAGNOSTICS = Registry("diagnostic", _loader("runlab.diagnostics"))
+DIAGNOSTICS = Registry("diagnostic", _loader("runlab.diagnostics.builtins"))
 CALLBACKS = Registry("callback", _loader("runlab.train.callbacks"))
 
 REGISTRIES: dict[str, Registry] = {

@@ -51,6 +51,7 @@ def run_once(model_name, diag_spec, meta, tmp_path):
     cb.on_fit_start(state)
     state.step = 7
     cb.on_epoch_end(state)
+    cb.close()  # PNGs are written by a background process: wait for them
     return state
 
 

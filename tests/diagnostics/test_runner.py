@@ -103,6 +103,7 @@ def test_schedule_epochs_steps_and_end(tmp_path):
         state.epoch = epoch + 1  # as the Trainer: counted before validation and on_epoch_end
         cb.on_epoch_end(state)
     cb.on_fit_end(state)
+    cb.close()  # PNGs are written by a background process: wait for them
     assert steps_written(tmp_path, "reconstructions") == [4, 6]  # epoch 2, then at the end
     assert steps_written(tmp_path, "latent_space") == [3, 6]
     assert [n for _, n in state.writer.figures].count("diag/reconstructions") == 2
@@ -149,6 +150,7 @@ def test_failing_diagnostic_warns_and_run_continues(tmp_path, monkeypatch):
     cb.on_fit_start(state)
     with pytest.warns(RuntimeWarning, match="diagnostic 'reconstructions' failed.*boom"):
         cb.on_epoch_end(state)
+    cb.close()
     assert steps_written(tmp_path, "latent_space") == [0]
     assert all(m.training for m in model.modules())
 

@@ -1,37 +1,32 @@
 """Diagnostics: looks at a model during training (latent spaces, reconstructions,
 Jacobians, ...) driven by the `diagnostics:` config list, and end-of-run plots.
 
-Importing this package registers the built-ins in `runlab.registry.DIAGNOSTICS`.
+The package itself is light (the end-of-run plots import it in a drawing process
+without torch); `runlab.diagnostics.builtins` registers the built-ins, and the
+registry imports it on first lookup.
 """
 
-from runlab.diagnostics import (  # noqa: F401  (imported to register the built-ins)
-    activation_stats,
-    confusion_matrix,
-    jacobian,
-    latent_space,
-    latent_traversal,
-    reconstructions,
-    samples,
-    weights_and_grads,
-)
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult
-from runlab.diagnostics.plots import plot_metrics
-from runlab.diagnostics.runner import (
-    DiagnosticError,
-    DiagnosticsCallback,
-    build_diagnostics,
-    run_diagnostic,
-    validate_diagnostics,
-)
+from __future__ import annotations
 
-__all__ = [
-    "Diagnostic",
-    "DiagnosticContext",
-    "DiagnosticError",
-    "DiagnosticResult",
-    "DiagnosticsCallback",
-    "build_diagnostics",
-    "plot_metrics",
-    "run_diagnostic",
-    "validate_diagnostics",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Diagnostic": "base",
+    "DiagnosticContext": "base",
+    "DiagnosticResult": "base",
+    "DiagnosticError": "runner",
+    "DiagnosticsCallback": "runner",
+    "build_diagnostics": "runner",
+    "run_diagnostic": "runner",
+    "validate_diagnostics": "runner",
+    "plot_metrics": "plots",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'runlab.diagnostics' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"runlab.diagnostics.{_EXPORTS[name]}"), name)

@@ -8,8 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
-from runlab.diagnostics.render import new_figure
+from matplotlib.figure import Figure
 
 SPLITS = ("train", "val", "test")
 
@@ -57,7 +56,7 @@ def plot_metrics(run_dir: Path) -> list[Path]:
     out.mkdir(exist_ok=True)
     written = []
     for family, metrics in families.items():
-        fig = new_figure(5.5, 3.5)
+        fig = Figure(figsize=(5.5, 3.5), layout="constrained")
         ax = fig.add_subplot()
         for metric, (steps, values) in metrics.items():
             order = np.argsort(steps, kind="stable")

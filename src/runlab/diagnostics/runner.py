@@ -135,13 +135,43 @@ def run_diagnostic(diagnostic: Diagnostic, ctx: DiagnosticContext) -> Diagnostic
         random.setstate(py_state)
 
 
-def save_result(result: DiagnosticResult, folder: Path, step: int) -> list[Path]:
-    """Write `step-<step>.png` (if there is a figure) and `step-<step>.npz` into folder."""
+class FigureSink:
+    """Collects the PNGs a callback sends to the background worker (`runlab.background`),
+    so the run can wait for them at its end instead of after each diagnostic."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Any]] = []
+
+    def submit(self, figure: Any, path: Path) -> None:
+        from runlab.background import save_figure
+
+        future = save_figure(figure, path)
+        if future is not None:
+            self._pending.append((path, future))
+
+    def close(self) -> None:
+        """Wait for every pending PNG; a failed one is reported, never raised."""
+        for path, future in self._pending:
+            try:
+                future.result()
+            except Exception as e:  # noqa: BLE001
+                warnings.warn(f"diagnostic figure {path} could not be written: {e}",
+                              RuntimeWarning, stacklevel=2)
+        self._pending.clear()
+
+
+def save_result(result: DiagnosticResult, folder: Path, step: int,
+                sink: FigureSink | None = None) -> list[Path]:
+    """Write `step-<step>.png` (if there is a figure; through `sink` when given) and
+    `step-<step>.npz` into folder."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     if result.figure is not None:
         written.append(folder / f"step-{step}.png")
-        result.figure.savefig(written[-1], dpi=100)
+        if sink is not None:
+            sink.submit(result.figure, written[-1])
+        else:
+            result.figure.savefig(written[-1], dpi=100)
     arrays = {k: np.asarray(v) for k, v in result.scalars.items()}
     arrays.update({k: np.asarray(v) for k, v in result.arrays.items()})
     written.append(folder / f"step-{step}.npz")
@@ -184,6 +214,7 @@ class DiagnosticsCallback(Callback):
         self.last_step: dict[str, int] = {}  # key -> step it last ran at (no double runs)
         self.grads: dict[str, torch.Tensor] = {}  # the last optimiser step's gradients
         self._hook: Any = None
+        self.sink = FigureSink()
 
     def on_fit_start(self, state: TrainState) -> None:
         data = state.val_data if state.val_data is not None else state.train_data
@@ -259,7 +290,7 @@ class DiagnosticsCallback(Callback):
             for k, v in result.scalars.items():
                 state.log(f"diag/{slot.key}/{k}", v)
             if self.run_dir is not None:
-                save_result(result, self.run_dir / "diagnostics" / slot.key, state.step)
+                save_result(result, self.run_dir / "diagnostics" / slot.key, state.step, self.sink)
             if result.figure is not None:
                 state.writer.write_figure(state.step, f"diag/{slot.key}", result.figure)
         except Exception as e:
@@ -275,6 +306,9 @@ class DiagnosticsCallback(Callback):
             )
         finally:
             close_figure(result.figure if result is not None else None)
+
+    def close(self) -> None:
+        self.sink.close()
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_step": dict(self.last_step)}

@@ -81,6 +81,8 @@ class Member:
         s = self.state
         self.active = False
         try:
+            for cb in self.callbacks:
+                cb.close()
             self.writer.close()
         finally:
             self.record.finish(status, epoch=s.epoch, step=s.step, summary=self.summary.data, **fields)

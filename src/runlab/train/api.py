@@ -154,6 +154,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             trainer_factory: Callable[..., Any] | None = None) -> int:
     """Train inside an existing run folder; record how it ended. Returns the exit code.
     `trainer_factory` builds the trainer in place of `Trainer` (runlab.distributed's)."""
+    from runlab import background
     from runlab.train.trainer import Interrupted, Trainer
 
     run_dir = record.dir
@@ -179,6 +180,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
         from runlab.train.startup import watch_first_step
 
         watch_first_step(p.optimizer)
+        background.prewarm()  # the drawing process imports matplotlib while training starts
         record.start()
         try:
             with _SignalStop(trainer):
@@ -187,37 +189,46 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             name = signal.Signals(e.signum).name
             print(f"runlab: {name} received: checkpoint saved at epoch {trainer.state.epoch} "
                   f"step {trainer.state.step}; resume with `runlab runs resume {record.info['id']}`")
-            _finish(record, trainer, writer, "interrupted", signal=name)
+            _finish(record, trainer, writer, callbacks, "interrupted", signal=name)
             return 128 + e.signum
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-reported
             traceback.print_exc()
             # `run_error`: the failure that caused this one, e.g. on another process of the run
             err = getattr(e, "run_error", None) or {
                 "type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
-            _finish(record, trainer, writer, "failed", error=err)
+            _finish(record, trainer, writer, callbacks, "failed", error=err)
             if isinstance(e, KeyboardInterrupt):
                 return 130
             return EXIT_FAILED
-        _finish(record, trainer, writer, "completed")
-        _report(p.cfg, summary, run_dir)
+        plots = background.submit(background.plot_metrics, run_dir)
+        _finish(record, trainer, writer, callbacks, "completed")
+        _wait_plots(plots)
+        _report(summary, run_dir)
     return EXIT_OK
 
 
 Runner = Callable[[Prepared, RunRecord, "dict[str, Any] | None"], int]
 
 
-def _finish(record: RunRecord, trainer, writer, status: str, **fields: Any) -> None:
+def _finish(record: RunRecord, trainer, writer, callbacks, status: str, **fields: Any) -> None:
     s = trainer.state
     try:
+        for cb in callbacks:
+            cb.close()
         writer.close()
     finally:
         record.finish(status, epoch=s.epoch, step=s.step, summary=trainer.summary.data, **fields)
 
 
-def _report(cfg: dict[str, Any], summary: dict[str, Any], run_dir: Path) -> None:
-    from runlab.diagnostics.plots import plot_metrics
+def _wait_plots(future) -> None:
+    """End-of-run curves of every metric in plots/ (a failure here never fails the run)."""
+    try:
+        future.result()
+    except Exception as e:  # noqa: BLE001 - plots are a convenience, the run is done
+        print(f"runlab: warning: end-of-run plots failed: {type(e).__name__}: {e}")
 
-    plot_metrics(run_dir)
+
+def _report(summary: dict[str, Any], run_dir: Path) -> None:
     shown = [k for k in ("val/acc", "val/loss", "test/acc", "test/loss") if k in summary]
     parts = [f"{k} {summary[k]['final']:.4f}" for k in shown]
     print(f"runlab: run {run_dir.name} completed" + (": " + ", ".join(parts) if parts else ""))

@@ -66,6 +66,10 @@ class Callback:
     def on_epoch_end(self, state: TrainState) -> None: ...
     def on_fit_end(self, state: TrainState) -> None: ...
 
+    def close(self) -> None:
+        """Release resources (files, worker processes); called once when the run ends,
+        however it ends. Not an event: it runs after the last one."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -1,0 +1,66 @@
+"""One background process for drawing, so figures cost the training loop (almost) nothing.
+
+Rendering a matplotlib figure (0.1-0.3 s) and importing matplotlib (~0.5 s) dominate
+what diagnostics and end-of-run plots cost. A run starts this worker early
+(`prewarm`), the worker imports matplotlib on a spare core while training goes on,
+and figures are then drawn there: diagnostics send pickled figures, the end of a run
+sends `plot_metrics`. One worker per process, shared by every run in it.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+_pool: Any = None
+
+
+def _executor() -> Any:
+    global _pool
+    if _pool is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a fresh interpreter (no forked torch threads) that imports only what it draws
+        _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    return _pool
+
+
+def _warm() -> None:
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
+def prewarm() -> None:
+    """Start the worker and import matplotlib there, without waiting."""
+    _executor().submit(_warm)
+
+
+def submit(fn: Callable[..., Any], *args: Any) -> Future:
+    """Run a module-level function in the worker."""
+    return _executor().submit(fn, *args)
+
+
+def plot_metrics(run_dir: Any) -> list:
+    """Worker side of end-of-run plots (imported there, so this process never loads them)."""
+    from runlab.diagnostics.plots import plot_metrics as plot
+
+    return plot(run_dir)
+
+
+def render_figure(blob: bytes, path: str, dpi: int = 100) -> None:
+    """Worker side of `save_figure`: unpickle a figure and write its PNG."""
+    pickle.loads(blob).savefig(path, dpi=dpi)
+
+
+def save_figure(figure: Any, path: Any) -> Future | None:
+    """Write `figure` as a PNG in the worker; a figure that cannot be pickled is drawn
+    here instead (returns None then)."""
+    try:
+        blob = pickle.dumps(figure)
+    except Exception:  # noqa: BLE001 - unpicklable artists: draw in this process
+        figure.savefig(path, dpi=100)
+        return None
+    return submit(render_figure, blob, str(path))
