@@ -29,8 +29,14 @@ def _executor() -> Any:
 
 
 def _warm() -> None:
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
+    """Import matplotlib and draw once (fonts load on the first draw)."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().plot([0, 1])
+    fig.savefig(io.BytesIO(), format="png")
 
 
 def prewarm() -> None:

@@ -56,7 +56,8 @@ def plot_metrics(run_dir: Path) -> list[Path]:
     out.mkdir(exist_ok=True)
     written = []
     for family, metrics in families.items():
-        fig = Figure(figsize=(5.5, 3.5), layout="constrained")
+        fig = Figure(figsize=(5.5, 3.5))
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.96)  # one draw, no layout pass
         ax = fig.add_subplot()
         for metric, (steps, values) in metrics.items():
             order = np.argsort(steps, kind="stable")
