@@ -24,8 +24,34 @@ def _executor() -> Any:
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: a fresh interpreter (no forked torch threads) that imports only what it draws
-        _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_init_worker)
     return _pool
+
+
+def _init_worker() -> None:
+    """The worker lives and dies with its run: it ignores the stop signals the run
+    handles (the run shuts it down), holds none of the run's output pipes, and exits
+    when the run's process is gone (SIGKILL), so nothing is left waiting for it."""
+    import os
+    import signal
+    import threading
+    import time
+
+    for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="runlab-parent-watch", daemon=True).start()
 
 
 def _warm() -> None:
