@@ -35,7 +35,7 @@ def test_plain_mode_prints_one_line_per_epoch(capsys: pytest.CaptureFixture[str]
     writer.close()
     out = capsys.readouterr().out.splitlines()
     assert re.fullmatch(
-        r"epoch 3/20  train/loss 0\.4123  val/loss 0\.4012  val/acc 0\.8710  lr 1\.0e-03  \d+\.\ds",
+        r"epoch 3/20  train/loss 0\.4123  val/loss 0\.4012  val/acc 0\.8710  lr 1\.0e-03  \d+\.\d+s",
         out[0],
     )
     assert out[1:] == ["saved checkpoints/best.pt"]

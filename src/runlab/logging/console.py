@@ -46,7 +46,7 @@ def epoch_line(epoch: int, max_epochs: int, metrics: Mapping[str, Any], seconds:
     """The plain line for a finished epoch; `epoch` is 0-based and shown 1-based."""
     parts = [f"epoch {epoch + 1}/{max_epochs}"]
     parts += [f"{name} {format_value(name, value)}" for name, value in metrics.items()]
-    parts.append(f"{seconds:.1f}s")
+    parts.append(f"{seconds:.2f}s" if seconds < 1 else f"{seconds:.1f}s")
     return "  ".join(parts)
 
 
