@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from runlab.runs.folder import RunRecord
-from runlab.train.events import Callback, TrainState
+from runlab.train.events import Callback, TrainState, emit, log_scalars
 from runlab.train.metrics import Summary, goal
 
 SHARED_OPT_STATE = ("step",)  # optimiser state entries that are per tensor, not per element
@@ -46,12 +46,7 @@ class Member:
 
     def log(self, scalars: dict[str, float]) -> None:
         """Like Trainer.log: scalars plus whatever callbacks left pending, at the current step."""
-        s = self.state
-        if s.pending:
-            scalars = {**scalars, **s.pending}
-            s.pending.clear()
-        self.summary.update(s.step, scalars)
-        self.writer.write_scalars(s.step, scalars, s.epoch)
+        log_scalars(self.state, self.summary, scalars)
 
     def flush(self) -> None:
         if self.state.pending:
@@ -59,12 +54,7 @@ class Member:
         self.writer.flush()
 
     def emit(self, event: str) -> None:
-        for cb in self.callbacks:
-            try:
-                getattr(cb, event)(self.state)
-            except Exception as e:
-                raise RuntimeError(f"callback {type(cb).__name__}.{event} raised "
-                                   f"{type(e).__name__}: {e} (seed {self.seed})") from e
+        emit(self.callbacks, event, self.state, f" (seed {self.seed})")
 
     def improved(self) -> bool:
         """Whether the monitored metric beat the best so far (then it becomes the best)."""

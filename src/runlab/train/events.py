@@ -75,3 +75,23 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def emit(callbacks: list[Callback], event: str, state: TrainState, where: str = "") -> None:
+    """Call `event` on every callback; a callback that raises is named in the error."""
+    for cb in callbacks:
+        try:
+            getattr(cb, event)(state)
+        except Exception as e:
+            raise RuntimeError(f"callback {type(cb).__name__}.{event} raised "
+                               f"{type(e).__name__}: {e}{where}") from e
+
+
+def log_scalars(state: TrainState, summary: Any, scalars: dict[str, float]) -> None:
+    """Log scalars (plus whatever callbacks left pending) at the current step: into the
+    run's summary and its writers."""
+    if state.pending:
+        scalars = {**scalars, **state.pending}
+        state.pending.clear()
+    summary.update(state.step, scalars)
+    state.writer.write_scalars(state.step, scalars, state.epoch)

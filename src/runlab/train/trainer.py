@@ -25,7 +25,7 @@ from runlab.logging.base import Writer
 from runlab.losses import compute_terms
 from runlab.runs import checkpoint as ckpt
 from runlab.train.build import PRECISION_DTYPES
-from runlab.train.events import Callback, TrainState
+from runlab.train.events import Callback, TrainState, emit, log_scalars
 from runlab.train.metrics import Accumulator, Summary, goal
 
 
@@ -234,12 +234,7 @@ class Trainer:
             f"to pin the exact step); last finite values: {finals}")
 
     def log(self, scalars: dict[str, float]) -> None:
-        s = self.state
-        if s.pending:
-            scalars = {**scalars, **s.pending}
-            s.pending.clear()
-        self.summary.update(s.step, scalars)
-        self.writer.write_scalars(s.step, scalars, s.epoch)
+        log_scalars(self.state, self.summary, scalars)
 
     def flush_logs(self) -> None:
         if self.state.pending:
@@ -252,12 +247,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _emit(self, event: str) -> None:
-        for cb in self.callbacks:
-            try:
-                getattr(cb, event)(self.state)
-            except Exception as e:
-                raise RuntimeError(f"callback {type(cb).__name__}.{event} raised "
-                                   f"{type(e).__name__}: {e}") from e
+        emit(self.callbacks, event, self.state)
 
     # ------------------------------------------------------------------ checkpoints
     def maybe_checkpoint_steps(self) -> None:
