@@ -1,10 +1,10 @@
-"""One background process for drawing, so figures cost the training loop (almost) nothing.
+"""Background processes for drawing, so figures cost the training loop little.
 
 Rendering a matplotlib figure (0.1-0.3 s) and importing matplotlib (~0.5 s) dominate
 what diagnostics and end-of-run plots cost. A run starts this worker early
 (`prewarm`), the worker imports matplotlib on a spare core while training goes on,
 and figures are then drawn there: diagnostics send pickled figures, the end of a run
-sends `plot_metrics`. One worker per process, shared by every run in it.
+sends `plot_metrics`. One pool per process (at most two workers), shared by every run.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ def _executor() -> Any:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawn: a fresh interpreter (no forked torch threads) that imports only what it draws
-        _pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+        # spawn: a fresh interpreter (no forked torch threads) that imports only what it draws.
+        # A second worker starts only when figures queue up (the end of a diagnostics round).
+        _pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
                                     initializer=_init_worker)
     return _pool
 
