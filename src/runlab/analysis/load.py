@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from runlab.analysis.summary import summarize
+from runlab.config import flatten as config_flatten
 from runlab.errors import ConfigError
 from runlab.runs.status import STATUSES, effective_status
 
@@ -154,18 +155,10 @@ def _read_run_info(folder: Path) -> dict[str, Any] | None:
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists become compact JSON strings (hashable, readable)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, (list, tuple, dict)):
-            out[key] = json.dumps(v, separators=(", ", ": "), default=str)
-        else:
-            out[key] = v
-    return out
+def flatten(d: dict[str, Any]) -> dict[str, Any]:
+    """`config.flatten`, with lists as compact JSON strings (hashable, readable)."""
+    return {k: json.dumps(v, separators=(", ", ": "), default=str)
+            if isinstance(v, (list, tuple, dict)) else v for k, v in config_flatten(d).items()}
 
 
 def as_text(values: pd.Series) -> pd.Series:

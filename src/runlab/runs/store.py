@@ -98,18 +98,6 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to one level with dotted keys: {"model": {"h": 8}} -> {"model.h": 8}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
 def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     """Whether `path` lies strictly below `root` once symlinks and `..` are resolved."""
     real, real_root = os.path.realpath(path), os.path.realpath(root)
@@ -185,6 +173,8 @@ def filter_where(records: list[dict], where: list[tuple[str, Any]]) -> list[dict
     """
     if not where or not records:
         return records
+    from runlab.config import flatten  # imports yaml: only when --where is given
+
     kept, seen_keys = [], set()
     for record in records:
         config = flatten(read_config(record["path"]))
