@@ -16,7 +16,6 @@ import copy
 import difflib
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -256,10 +255,6 @@ def config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         if fa.get(k, "<absent>") != fb.get(k, "<absent>"):
             lines.append(f"{k}: {fa.get(k, '<absent>')!r} -> {fb.get(k, '<absent>')!r}")
     return lines
-
-
-def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def validate_config(cfg: dict[str, Any], load_plugins: bool = True) -> None:

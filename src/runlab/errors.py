@@ -16,7 +16,3 @@ class ConfigError(Exception):
         lines = [f"config error: {len(self.problems)} problems"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
-
-
-class RunFailed(Exception):
-    """The run itself failed (exit code 1)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Parameters every component receives from the framework, never from the config.
@@ -29,7 +29,6 @@ class Entry:
     obj: Callable[..., Any]
     description: str = ""
     source: str = "runlab"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def signature(self) -> inspect.Signature:
         target = self.obj.__init__ if inspect.isclass(self.obj) else self.obj
@@ -81,7 +80,6 @@ class Registry:
         *,
         description: str | None = None,
         override: bool = False,
-        **extra: Any,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator registering a class or function under `name` (default: its own name)."""
 
@@ -95,13 +93,13 @@ class Registry:
             doc = description or " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
             module = getattr(obj, "__module__", "") or ""
             source = "runlab" if module.startswith("runlab") else module
-            self._entries[key] = Entry(key, obj, doc, source, dict(extra))
+            self._entries[key] = Entry(key, obj, doc, source)
             return obj
 
         return decorator
 
-    def add(self, name: str, obj: Callable[..., Any], description: str = "", **extra: Any) -> None:
-        self.register(name, description=description, override=True, **extra)(obj)
+    def add(self, name: str, obj: Callable[..., Any], description: str = "") -> None:
+        self.register(name, description=description, override=True)(obj)
 
     def get(self, name: str) -> Entry:
         self._ensure_loaded()

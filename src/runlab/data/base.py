@@ -6,8 +6,6 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-TASKS = ("classification", "regression", "reconstruction")
-
 
 @dataclass(frozen=True)
 class DatasetMeta:

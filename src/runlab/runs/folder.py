@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runlab.config import sanitize_name
-
-HEARTBEAT_EVERY_S = 10.0
+from runlab.runs.status import HEARTBEAT_EVERY_S
 
 
 def now_iso() -> str:
