@@ -9,6 +9,7 @@ sends `plot_metrics`. One pool per process (at most two workers), shared by ever
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -26,15 +27,16 @@ def _executor() -> Any:
         # spawn: a fresh interpreter (no forked torch threads) that imports only what it draws.
         # A second worker starts only when figures queue up (the end of a diagnostics round).
         _pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_init_worker)
+                                    initializer=_init_worker, initargs=(os.getpid(),))
     return _pool
 
 
-def _init_worker() -> None:
-    """The worker lives and dies with its run: it ignores the stop signals the run
-    handles (the run shuts it down), holds none of the run's output pipes, and exits
-    when the run's process is gone (SIGKILL), so nothing is left waiting for it."""
-    import os
+def _init_worker(parent: int) -> None:
+    """The worker lives and dies with its run (process `parent`): it ignores the stop
+    signals the run handles (the run shuts it down), holds none of the run's output
+    pipes, and exits when the run's process is gone (SIGKILL), so nothing is left
+    waiting for it. `parent` comes from the run, not from `os.getppid()` here: a run
+    killed while this worker was still starting has already handed it to init."""
     import signal
     import threading
     import time
@@ -45,7 +47,6 @@ def _init_worker() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from runlab_testing import tiny_config
-
 from runlab.logging.base import Writer
 from runlab.registry import CALLBACKS
 from runlab.train.api import prepare
 from runlab.train.trainer import Trainer
+from runlab_testing import tiny_config
 
 
 def fit(cfg):
