@@ -3,19 +3,52 @@
 Rendering a matplotlib figure (0.1-0.3 s) and importing matplotlib (~0.5 s) dominate
 what diagnostics and end-of-run plots cost. A run starts this worker early
 (`prewarm`), the worker imports matplotlib on a spare core while training goes on,
-and figures are then drawn there: diagnostics send pickled figures, the end of a run
-sends `plot_metrics`. One pool per process (at most two workers), shared by every run.
+and figures are then drawn there: diagnostics send `Drawing`s (a function named by
+its module and plain arrays) or pickled figures, the end of a run sends
+`plot_metrics`. This module imports neither torch nor matplotlib itself. One pool per process (at most two workers), shared by every run.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 _pool: Any = None
+
+
+@dataclass
+class Drawing:
+    """A figure to draw later: `function(**kwargs)` returns a matplotlib Figure.
+
+    Give `function` as "module:name" of a module that imports without torch (like
+    `runlab.diagnostics.render`) and kwargs of numpy arrays, numbers and strings: the
+    figure is then drawn in the background drawing process, and the run's process
+    neither waits for it nor imports matplotlib. A function object is drawn in the
+    run's process (e.g. one defined in a plugin file, which the drawing process cannot import).
+
+    Example:
+        >>> Drawing("runlab.diagnostics.render:jacobian_spectra", {"spectra": sv, "step": 10})
+    """
+
+    function: str | Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def portable(self) -> bool:
+        """Whether another process can draw it (the function is named, not an object)."""
+        return isinstance(self.function, str)
+
+    def draw(self) -> Any:
+        fn = self.function
+        if isinstance(fn, str):
+            module, _, name = fn.partition(":")
+            fn = getattr(importlib.import_module(module), name)
+        return fn(**self.kwargs)
 
 
 def _executor() -> Any:
@@ -82,6 +115,11 @@ def plot_metrics(run_dir: Any) -> list:
     from runlab.diagnostics.plots import plot_metrics as plot
 
     return plot(run_dir)
+
+
+def render_drawing(drawing: Drawing, path: str, dpi: int = 100) -> None:
+    """Worker side of a diagnostic's `Drawing`: draw it and write its PNG."""
+    drawing.draw().savefig(path, dpi=dpi)
 
 
 def render_figure(blob: bytes, path: str, dpi: int = 100) -> None:

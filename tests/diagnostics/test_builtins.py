@@ -1,16 +1,23 @@
-"""Every built-in diagnostic writes its png and npz for every model that supports it."""
+"""Every built-in diagnostic writes its png and npz for every model that supports it.
+
+Here no writer takes figures, so every figure is drawn from its `Drawing` in the
+background drawing process (the path of a run that logs to CSV only); the runner tests
+send figures to a writer, which makes the run's process draw them."""
 
 from __future__ import annotations
+
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from runlab.diagnostics import DiagnosticsCallback
+from runlab.diagnostics import DiagnosticContext, DiagnosticsCallback, Drawing, run_diagnostic
 from runlab.diagnostics.jacobian import effective_rank
+from runlab.logging.base import Writer
 from runlab.registry import DIAGNOSTICS
 
-from .conftest import IMAGES, MODELS, SIGNALS, backward_once, make_state
+from .conftest import IMAGES, MODELS, SIGNALS, backward_once, make_data, make_state
 
 # What each test model must support (the rest must be refused by `check`).
 SUPPORTED = {
@@ -47,6 +54,7 @@ def run_once(model_name, diag_spec, meta, tmp_path):
     model = MODELS[model_name](meta)
     backward_once(model, meta)
     state = make_state(model, meta, tmp_path)
+    state.writer = Writer()  # takes no figures: drawings go to the drawing process as they are
     cb = DiagnosticsCallback([{**diag_spec, "strict": True}], tmp_path, seed=0)
     cb.on_fit_start(state)
     state.step = 7
@@ -77,7 +85,6 @@ def test_builtin_writes_png_and_npz(diag_name, model_name, meta, tmp_path):
     assert (folder / "step-7.png").stat().st_size > 1000
     arrays = np.load(folder / "step-7.npz")
     assert len(arrays.files) > 0
-    assert state.writer.figures == [(7, f"diag/{diag_name}")]
     logged = {k: v for k, v in state.pending.items() if k.startswith(f"diag/{diag_name}/")}
     assert logged and all(np.isfinite(v) for v in logged.values())
 
@@ -127,3 +134,20 @@ def test_effective_rank():
     assert effective_rank(torch.ones(4)).item() == pytest.approx(4.0)
     assert effective_rank(torch.tensor([2.0, 0.0, 0.0])).item() == pytest.approx(1.0)
     assert 1 < effective_rank(torch.tensor([3.0, 1.0])).item() < 2
+
+
+@pytest.mark.parametrize("diag_name", sorted(SUPPORTED["vae"]))
+def test_builtin_figures_are_portable_drawings(diag_name):
+    """Built-ins return a Drawing of plain arrays that another process can import and
+    draw, so the run's process needs neither matplotlib nor a drawing step."""
+    model = MODELS["vae"](SIGNALS)
+    backward_once(model, SIGNALS)
+    x, y = make_data(SIGNALS)
+    ctx = DiagnosticContext(
+        model=model, x=x, y=y, meta=SIGNALS, step=3, epoch=1, device=torch.device("cpu"),
+        grads={n: p.grad for n, p in model.named_parameters()},
+        generator=torch.Generator().manual_seed(0))
+    result = run_diagnostic(DIAGNOSTICS.get(diag_name).obj(), ctx)
+    assert isinstance(result.figure, Drawing) and result.figure.portable
+    assert not any(isinstance(v, torch.Tensor) for v in result.figure.kwargs.values())
+    assert pickle.loads(pickle.dumps(result.figure)).draw().axes  # drawn from the arrays alone

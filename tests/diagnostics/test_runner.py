@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from runlab.diagnostics import (
     DiagnosticError,
@@ -14,10 +15,13 @@ from runlab.diagnostics import (
     build_diagnostics,
     validate_diagnostics,
 )
+from runlab.diagnostics.base import DiagnosticResult, Drawing
 from runlab.diagnostics.reconstructions import Reconstructions
 from runlab.errors import ConfigError
+from runlab.logging.base import MultiWriter, Writer
 from runlab.registry import DIAGNOSTICS
 from runlab.train.events import TrainState
+from runlab_testing import run_cli, tiny_config
 
 from .conftest import SIGNALS, VAE, AutoEncoder, backward_once, make_data, make_state
 
@@ -236,3 +240,74 @@ def test_gradients_reach_weights_and_grads_after_zero_grad(tmp_path):
     assert np.allclose(saved["grad_norms"], expected)
     cb.on_fit_end(state)
     assert cb._hook is None and not state.optimizer._optimizer_step_post_hooks
+
+
+IMPORT_PROBE = '''
+import sys
+from pathlib import Path
+
+from runlab.registry import CALLBACKS
+from runlab.train.events import Callback
+
+
+@CALLBACKS.register("import_probe")
+class ImportProbe(Callback):
+    """Writes, as the run ends, whether the run's process imported matplotlib."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def close(self):
+        Path(self.path).write_text(str("matplotlib" in sys.modules))
+'''
+
+
+def test_run_process_never_imports_matplotlib_without_figure_writers(tmp_path):
+    """A real `runlab train` logging to CSV only: the diagnostics' figures are drawn in
+    the background process, and their PNGs are all there when the run ends."""
+    (tmp_path / "probe.py").write_text(IMPORT_PROBE)
+    diagnostics = [{"name": n, "every": 1} for n in ("latent_space", "reconstructions", "samples", "jacobian")]
+    cfg = tiny_config(tmp_path, model={"name": "vae", "latent_dim": 2, "hidden": [8]},
+                      plugins=[str(tmp_path / "probe.py")], diagnostics=diagnostics,
+                      callbacks=[{"name": "import_probe", "path": str(tmp_path / "imported")}])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_cli("train", str(tmp_path / "config.yaml"), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "imported").read_text() == "False"
+    (run_dir,) = (tmp_path / "runs" / "manual").iterdir()
+    for d in diagnostics:  # epochs 1 and 2 (the end-of-run call is the same step as epoch 2's)
+        assert len(list((run_dir / "diagnostics" / d["name"]).glob("step-*.png"))) == 2, d
+
+
+def _unportable_figure(step: int):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    fig.add_subplot().set_title(f"step {step}")
+    return fig
+
+
+def test_drawing_of_a_function_object_is_drawn_in_the_run_process(tmp_path, monkeypatch):
+    """A plugin's own draw function cannot be imported by the drawing process: the
+    runner draws it here and still writes the PNG."""
+    monkeypatch.setattr(Reconstructions, "run", lambda self, ctx: DiagnosticResult(
+        {"x": 1.0}, Drawing(_unportable_figure, {"step": ctx.step})))
+    state = make_state(VAE(SIGNALS), SIGNALS, tmp_path)
+    state.writer = Writer()
+    cb = DiagnosticsCallback([{"name": "reconstructions", "strict": True}], tmp_path, 0)
+    cb.on_fit_start(state)
+    cb.on_epoch_end(state)
+    cb.close()
+    assert (tmp_path / "diagnostics" / "reconstructions" / "step-0.png").stat().st_size > 1000
+
+
+def test_which_writers_want_figures(tmp_path):
+    """Only writers that override write_figure make the run's process draw."""
+    from runlab.logging.csv import CSVWriter
+
+    csv = CSVWriter(tmp_path / "metrics.csv")
+    recording = make_state(VAE(SIGNALS), SIGNALS, None).writer
+    assert not Writer().wants_figures and not csv.wants_figures and recording.wants_figures
+    assert not MultiWriter([csv, Writer()]).wants_figures
+    assert MultiWriter([csv, recording]).wants_figures
+    csv.close()

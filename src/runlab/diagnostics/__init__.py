@@ -15,6 +15,7 @@ _EXPORTS = {
     "Diagnostic": "base",
     "DiagnosticContext": "base",
     "DiagnosticResult": "base",
+    "Drawing": "base",
     "DiagnosticError": "runner",
     "DiagnosticsCallback": "runner",
     "build_diagnostics": "runner",

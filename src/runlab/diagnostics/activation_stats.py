@@ -9,8 +9,13 @@ import torch
 from torch import nn
 
 from runlab.data.base import DatasetMeta
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult, model_label
-from runlab.diagnostics.render import new_figure
+from runlab.diagnostics.base import (
+    Diagnostic,
+    DiagnosticContext,
+    DiagnosticResult,
+    drawing,
+    model_label,
+)
 from runlab.registry import DIAGNOSTICS
 
 ACTIVATIONS = (
@@ -103,24 +108,10 @@ class ActivationStats(Diagnostic):
             "dead": table[:, 2],
             "units": table[:, 3].astype(int),
         }
-        return DiagnosticResult(scalars, self._plot(outputs, table, ctx.step), arrays)
-
-    def _plot(self, outputs: dict[str, torch.Tensor], table: np.ndarray, step: int):
-        fig = new_figure(11, 3.6)
-        stat_ax, dead_ax, hist_ax = fig.subplots(1, 3)
-        pos = np.arange(len(table))
-        names = list(outputs)
-        stat_ax.errorbar(pos, table[:, 0], yerr=table[:, 1], fmt="o", capsize=3)
-        stat_ax.set_xticks(pos, names, rotation=90, fontsize=6)
-        stat_ax.set_title(f"mean ± std, step {step}", fontsize=9)
-        dead_ax.bar(pos, table[:, 2], color="C3")
-        dead_ax.set_ylim(0, 1)
-        dead_ax.set_xticks(pos, names, rotation=90, fontsize=6)
-        dead_ax.set_title("fraction of dead units", fontsize=9)
-        for i, (name, a) in enumerate(list(outputs.items())[:8]):  # more would be unreadable
-            counts, edges = np.histogram(a.flatten().cpu().numpy(), bins=self.bins)
-            hist_ax.stairs(counts, edges, color=f"C{i}", label=name)
-        hist_ax.set_yscale("log")
-        hist_ax.legend(fontsize=6)
-        hist_ax.set_title("activation values", fontsize=9)
-        return fig
+        histograms = {  # the first layers' only: more would be unreadable
+            name: np.histogram(a.flatten().float().cpu().numpy(), bins=self.bins)
+            for name, a in list(outputs.items())[:8]
+        }
+        figure = drawing("activation_stats", names=list(outputs), table=table,
+                         histograms=histograms, step=ctx.step)
+        return DiagnosticResult(scalars, figure, arrays)

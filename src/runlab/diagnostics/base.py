@@ -1,7 +1,9 @@
 """The Diagnostic base class, the context it runs in and the result it returns.
 
 A diagnostic looks at the model on a fixed, seeded validation batch and returns
-scalars, a matplotlib figure and the arrays behind the figure. The runner
+scalars, the arrays behind its figure and the figure: best as a `Drawing` (a
+function of plain arrays that the background drawing process calls), or a
+matplotlib Figure made in the run's process. The runner
 (`runlab.diagnostics.runner`) decides when it runs, puts the model in eval mode,
 protects the RNG state and writes the results; a diagnostic only computes.
 
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from runlab.background import Drawing
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 
 # Requirements that are attributes rather than methods (for the error message).
 ATTRIBUTES = ("latent_dim",)
+MAX_PANELS = 8  # signal panels per figure: more are slow to draw and hard to read
 
 
 @dataclass
@@ -54,10 +59,11 @@ class DiagnosticContext:
 
 @dataclass
 class DiagnosticResult:
-    """Scalars (logged as `diag/<name>/<key>`), a figure (saved as png) and arrays (npz)."""
+    """Scalars (logged as `diag/<name>/<key>`), a figure (saved as png; a `Drawing` or a
+    matplotlib Figure) and arrays (npz)."""
 
     scalars: dict[str, float] = field(default_factory=dict)
-    figure: Figure | None = None
+    figure: Drawing | Figure | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -149,6 +155,22 @@ def model_label(model: torch.nn.Module) -> str:
     except ImportError:  # the built-in models could not be imported; names still help
         pass
     return type(model).__name__
+
+
+def is_image(shape: tuple[int, ...]) -> bool:
+    """(C, H, W) inputs are drawn as images; everything else as 1-D signals."""
+    return len(shape) == 3
+
+
+def drawing(name: str, **kwargs: Any) -> Drawing:
+    """A `Drawing` of the built-in figure `runlab.diagnostics.render.<name>`."""
+    return Drawing(f"runlab.diagnostics.render:{name}", kwargs)
+
+
+def numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a float32 (or its own integer type) numpy array on the CPU."""
+    t = t.detach()
+    return (t.float() if t.is_floating_point() else t).cpu().numpy()
 
 
 def model_output(model: torch.nn.Module, x: torch.Tensor, key: str) -> torch.Tensor:

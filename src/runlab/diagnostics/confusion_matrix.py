@@ -12,10 +12,10 @@ from runlab.diagnostics.base import (
     Diagnostic,
     DiagnosticContext,
     DiagnosticResult,
+    drawing,
     model_label,
     model_output,
 )
-from runlab.diagnostics.render import new_figure
 from runlab.registry import DIAGNOSTICS
 
 
@@ -55,29 +55,6 @@ class ConfusionMatrix(Diagnostic):
             "balanced_accuracy": float(recall.mean()),
         }
         shown = counts / np.maximum(support[:, None], 1) if self.normalize else counts
-        return DiagnosticResult(scalars, self._plot(counts, shown, ctx), {"counts": counts})
-
-    def _plot(self, counts: np.ndarray, shown: np.ndarray, ctx: DiagnosticContext):
-        k = len(counts)
-        names = list(ctx.meta.class_names) or [str(i) for i in range(k)]
-        fig = new_figure(1.5 + 0.45 * k, 1.2 + 0.4 * k)
-        ax = fig.add_subplot()
-        image = ax.imshow(shown, cmap="Blues", vmin=0)
-        fig.colorbar(image, ax=ax, shrink=0.8)
-        if k <= 20:  # numbers stay legible
-            for i, j in np.ndindex(k, k):
-                ax.text(
-                    j,
-                    i,
-                    counts[i, j],
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if shown[i, j] > shown.max() / 2 else "black",
-                )
-        ax.set_xticks(range(k), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(k), names, fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"confusion, step {ctx.step}", fontsize=9)
-        return fig
+        figure = drawing("confusion", counts=counts, shown=shown,
+                         class_names=list(ctx.meta.class_names), step=ctx.step)
+        return DiagnosticResult(scalars, figure, {"counts": counts})

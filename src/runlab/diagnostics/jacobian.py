@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
-from matplotlib.ticker import MaxNLocator
 from torch.func import jacrev, vmap
 
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult
-from runlab.diagnostics.render import new_figure
+from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult, drawing
 from runlab.registry import DIAGNOSTICS
 
 MAPS = ("auto", "encoder", "decoder", "both", "model")
@@ -88,20 +85,5 @@ class Jacobian(Diagnostic):
             scalars[f"{name}/effective_rank"] = effective_rank(sv).mean().item()
             spectra[name] = sv.cpu().numpy()
             arrays[f"{name}_singular_values"] = spectra[name]
-        return DiagnosticResult(scalars, self._plot(spectra, ctx.step), arrays)
-
-    def _plot(self, spectra: dict[str, np.ndarray], step: int):
-        fig = new_figure(4.2 * len(spectra), 3.4)
-        axes = fig.subplots(1, len(spectra), squeeze=False)[0]
-        for ax, (name, sv) in zip(axes, spectra.items(), strict=True):
-            index = np.arange(1, sv.shape[1] + 1)
-            for row in sv:
-                ax.plot(index, row, color="C0", alpha=0.3, linewidth=0.8)
-            ax.plot(index, sv.mean(axis=0), color="C1", linewidth=2, label="mean")
-            ax.set_yscale("log")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("index")
-            ax.set_ylabel("singular value")
-            ax.set_title(f"{name} Jacobian, step {step}", fontsize=9)
-            ax.legend(fontsize=7)
-        return fig
+        figure = drawing("jacobian_spectra", spectra=spectra, step=ctx.step)
+        return DiagnosticResult(scalars, figure, arrays)

@@ -8,8 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult, code_of
-from runlab.diagnostics.render import new_figure
+from runlab.diagnostics.base import (
+    Diagnostic,
+    DiagnosticContext,
+    DiagnosticResult,
+    code_of,
+    drawing,
+)
 from runlab.registry import DIAGNOSTICS
 
 METHODS = ("pca", "tsne", "umap")
@@ -62,7 +67,11 @@ class LatentSpace(Diagnostic):
         }
         if labels is not None:
             arrays["labels"] = labels
-        return DiagnosticResult(scalars, self._plot(emb, labels, ctx), arrays)
+        source = "encode" if hasattr(ctx.model, "encode") else "features"
+        figure = drawing("latent_space", embedding=emb, labels=labels,
+                         class_names=list(ctx.meta.class_names),
+                         title=f"{source}(x), {self.method}, step {ctx.step}")
+        return DiagnosticResult(scalars, figure, arrays)
 
     def _nonlinear(self, z: np.ndarray, seed: int) -> np.ndarray:
         if self.method == "tsne":
@@ -73,26 +82,6 @@ class LatentSpace(Diagnostic):
         import umap
 
         return umap.UMAP(n_components=2, random_state=seed).fit_transform(z)
-
-    def _plot(self, emb: np.ndarray, labels: np.ndarray | None, ctx: DiagnosticContext):
-        fig = new_figure(5, 4.2)
-        ax = fig.add_subplot()
-        if labels is None:
-            ax.scatter(emb[:, 0], emb[:, 1], s=8)
-        elif labels.dtype.kind in "iub":  # classes: one colour each, with a legend
-            names = ctx.meta.class_names
-            for c in np.unique(labels):
-                pts = emb[labels == c]
-                name = names[c] if c < len(names) else str(c)
-                ax.scatter(pts[:, 0], pts[:, 1], s=8, label=name, color=f"C{c % 10}")
-            if len(np.unique(labels)) <= 20:
-                ax.legend(fontsize=7, markerscale=1.5, loc="best")
-        else:  # a continuous target: a colour scale
-            points = ax.scatter(emb[:, 0], emb[:, 1], s=8, c=labels, cmap="viridis")
-            fig.colorbar(points, ax=ax)
-        source = "encode" if hasattr(ctx.model, "encode") else "features"
-        ax.set_title(f"{source}(x), {self.method}, step {ctx.step}", fontsize=9)
-        return fig
 
 
 def _labels(y: torch.Tensor | None, n: int) -> np.ndarray | None:

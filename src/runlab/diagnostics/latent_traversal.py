@@ -6,8 +6,14 @@ from typing import Any
 
 import torch
 
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult
-from runlab.diagnostics.render import image_rows, is_image, signal_panels
+from runlab.diagnostics.base import (
+    Diagnostic,
+    DiagnosticContext,
+    DiagnosticResult,
+    drawing,
+    is_image,
+    numpy,
+)
 from runlab.registry import DIAGNOSTICS
 
 
@@ -56,11 +62,13 @@ class LatentTraversal(Diagnostic):
         step = 2 * self.span / (self.steps - 1)
         sensitivity = diffs.pow(2).mean(dim=2).sqrt().mean(dim=1) / step  # (d,)
         names = [f"z[{d}]" for d in dims.tolist()]
+        title = f"latent traversal of input {self.index}, step {ctx.step}"
         if is_image(tuple(ctx.x.shape[1:])):
-            fig = image_rows(out, names, [f"{o:+.1f}" for o in offsets.tolist()])
+            fig = drawing("image_rows", rows=numpy(out), row_labels=names,
+                          col_labels=[f"{o:+.1f}" for o in offsets.tolist()], title=title)
         else:
-            fig = signal_panels(out, titles=names, colormap=True)
-        fig.suptitle(f"latent traversal of input {self.index}, step {ctx.step}", fontsize=9)
+            fig = drawing("signal_panels", panels=numpy(out), titles=names, colormap=True,
+                          title=title)
         arrays = {
             "dims": dims.cpu().numpy(),
             "offsets": offsets.cpu().numpy(),

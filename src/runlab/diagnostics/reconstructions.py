@@ -6,8 +6,15 @@ from typing import Any
 
 import torch
 
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult
-from runlab.diagnostics.render import MAX_PANELS, image_rows, is_image, signal_panels
+from runlab.diagnostics.base import (
+    MAX_PANELS,
+    Diagnostic,
+    DiagnosticContext,
+    DiagnosticResult,
+    drawing,
+    is_image,
+    numpy,
+)
 from runlab.registry import DIAGNOSTICS
 
 
@@ -29,17 +36,15 @@ class Reconstructions(Diagnostic):
         x = ctx.x
         x_hat = ctx.model.decode(ctx.model.encode(x)).reshape(x.shape)  # (n, *input_shape)
         mse = (x_hat - x).pow(2).flatten(1).mean(dim=1)  # (n,)
-        shape = tuple(x.shape[1:])
-        if is_image(shape):
-            fig = image_rows(torch.stack([x, x_hat]), ["input", "recon"])
+        title = f"reconstructions, step {ctx.step}"
+        if is_image(tuple(x.shape[1:])):
+            fig = drawing("image_rows", rows=numpy(torch.stack([x, x_hat])),
+                          row_labels=["input", "recon"], title=title)
         else:
-            panels = torch.stack([x, x_hat], dim=1)[:MAX_PANELS]  # (p, 2, *input_shape)
-            fig = signal_panels(
-                panels,
-                ["input", "reconstruction"],
-                [f"mse {m:.3g}" for m in mse[:MAX_PANELS].tolist()],
-            )
-        fig.suptitle(f"reconstructions, step {ctx.step}", fontsize=9)
+            fig = drawing("signal_panels",
+                          panels=numpy(torch.stack([x, x_hat], dim=1)[:MAX_PANELS]),  # (p, 2, ...)
+                          curve_labels=["input", "reconstruction"],
+                          titles=[f"mse {m:.3g}" for m in mse[:MAX_PANELS].tolist()], title=title)
         arrays = {
             "inputs": x.cpu().numpy(),
             "reconstructions": x_hat.float().cpu().numpy(),

@@ -8,7 +8,9 @@
 Every diagnostic sees the same seeded validation batch, runs with the model in eval
 mode and the global RNG state saved and restored, so a run with diagnostics trains
 exactly like one without. Results land in `diagnostics/<name>/step-<N>.png|.npz`,
-scalars in metrics.csv as `diag/<name>/<key>`, figures in the writers.
+scalars in metrics.csv as `diag/<name>/<key>`, figures in the writers. Figures are
+drawn in the background drawing process (a diagnostic returns a `Drawing`); only
+writers that take figures (TensorBoard, wandb) make this process draw them too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult
+from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult, Drawing
 from runlab.errors import ConfigError
 from runlab.registry import DIAGNOSTICS
 from runlab.train.events import Callback, TrainState
@@ -136,16 +138,19 @@ def run_diagnostic(diagnostic: Diagnostic, ctx: DiagnosticContext) -> Diagnostic
 
 
 class FigureSink:
-    """Collects the PNGs a callback sends to the background worker (`runlab.background`),
-    so the run can wait for them at its end instead of after each diagnostic."""
+    """Sends figures to the background drawing process (`runlab.background`) and keeps
+    the futures, so the run waits for the PNGs once, at its end, not after each one."""
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Any]] = []
 
-    def submit(self, figure: Any, path: Path) -> None:
-        from runlab.background import save_figure
+    def submit(self, figure: Drawing | Any, path: Path) -> None:
+        from runlab import background
 
-        future = save_figure(figure, path)
+        if isinstance(figure, Drawing):
+            future = background.submit(background.render_drawing, figure, str(path))
+        else:
+            future = background.save_figure(figure, path)
         if future is not None:
             self._pending.append((path, future))
 
@@ -162,8 +167,8 @@ class FigureSink:
 
 def save_result(result: DiagnosticResult, folder: Path, step: int,
                 sink: FigureSink | None = None) -> list[Path]:
-    """Write `step-<step>.png` (if there is a figure; through `sink` when given) and
-    `step-<step>.npz` into folder."""
+    """Write `step-<step>.png` (if there is a figure; drawn through `sink` when given)
+    and `step-<step>.npz` into folder."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     if result.figure is not None:
@@ -171,7 +176,8 @@ def save_result(result: DiagnosticResult, folder: Path, step: int,
         if sink is not None:
             sink.submit(result.figure, written[-1])
         else:
-            result.figure.savefig(written[-1], dpi=100)
+            figure = result.figure.draw() if isinstance(result.figure, Drawing) else result.figure
+            figure.savefig(written[-1], dpi=100)
     arrays = {k: np.asarray(v) for k, v in result.scalars.items()}
     arrays.update({k: np.asarray(v) for k, v in result.arrays.items()})
     written.append(folder / f"step-{step}.npz")
@@ -289,10 +295,14 @@ class DiagnosticsCallback(Callback):
             result = run_diagnostic(slot.diagnostic, ctx)
             for k, v in result.scalars.items():
                 state.log(f"diag/{slot.key}/{k}", v)
+            figure = result.figure
+            wanted = figure is not None and state.writer.wants_figures
+            if isinstance(figure, Drawing) and (wanted or not figure.portable):
+                result.figure = figure = figure.draw()  # a Figure is needed in this process
             if self.run_dir is not None:
                 save_result(result, self.run_dir / "diagnostics" / slot.key, state.step, self.sink)
-            if result.figure is not None:
-                state.writer.write_figure(state.step, f"diag/{slot.key}", result.figure)
+            if wanted:
+                state.writer.write_figure(state.step, f"diag/{slot.key}", figure)
         except Exception as e:
             message = (
                 f"diagnostic '{slot.key}' failed at step {state.step}: {type(e).__name__}: {e}"
@@ -305,7 +315,8 @@ class DiagnosticsCallback(Callback):
                 stacklevel=2,
             )
         finally:
-            close_figure(result.figure if result is not None else None)
+            if result is not None and not isinstance(result.figure, Drawing):
+                close_figure(result.figure)
 
     def close(self) -> None:
         self.sink.close()

@@ -8,8 +8,15 @@ from typing import Any
 import torch
 
 from runlab.data.base import DatasetMeta
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult
-from runlab.diagnostics.render import MAX_PANELS, image_rows, is_image, signal_panels
+from runlab.diagnostics.base import (
+    MAX_PANELS,
+    Diagnostic,
+    DiagnosticContext,
+    DiagnosticResult,
+    drawing,
+    is_image,
+    numpy,
+)
 from runlab.registry import DIAGNOSTICS
 
 
@@ -42,15 +49,15 @@ class Samples(Diagnostic):
             x = model.decode(z * self.temperature)
         x = x.reshape(self.n, *ctx.meta.input_shape)  # (n, *input_shape)
         ratio = x.std(dim=0).mean() / ctx.x.std(dim=0).mean().clamp_min(1e-12)
+        title = f"prior samples, step {ctx.step}"
         if is_image(tuple(x.shape[1:])):
             cols = min(self.n, 8)
             rows = math.ceil(self.n / cols)
             blank = x.new_full((rows * cols - self.n, *x.shape[1:]), x.min().item())
-            grid = torch.cat([x, blank])
-            fig = image_rows(grid.reshape(rows, cols, *x.shape[1:]), [""] * rows)
+            grid = torch.cat([x, blank]).reshape(rows, cols, *x.shape[1:])
+            fig = drawing("image_rows", rows=numpy(grid), row_labels=[""] * rows, title=title)
         else:
-            fig = signal_panels(x[:MAX_PANELS, None])
-        fig.suptitle(f"prior samples, step {ctx.step}", fontsize=9)
+            fig = drawing("signal_panels", panels=numpy(x[:MAX_PANELS, None]), title=title)
         return DiagnosticResult(
             {"std_ratio": ratio.item()}, fig, {"samples": x.float().cpu().numpy()}
         )

@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult
-from runlab.diagnostics.render import new_figure
+from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult, drawing
 from runlab.registry import DIAGNOSTICS
 
 
@@ -50,27 +49,9 @@ class WeightsAndGrads(Diagnostic):
             arrays["grad_hist"], arrays["grad_edges"] = np.histogram(
                 _flat(grads.values()), self.bins
             )
-        return DiagnosticResult(scalars, _plot(w_norms, g_norms, arrays, ctx.step), arrays)
-
-
-def _plot(w_norms: dict[str, float], g_norms: dict[str, float], arrays: dict, step: int):
-    fig = new_figure(12, 3.6)
-    bars, w_ax, g_ax = fig.subplots(1, 3)
-    pos = np.arange(len(w_norms))
-    bars.barh(pos - 0.2, list(w_norms.values()), height=0.4, label="weight")
-    if g_norms:
-        bars.barh(pos + 0.2, [g_norms.get(k, 0.0) for k in w_norms], height=0.4, label="grad")
-    bars.set_yticks(pos, list(w_norms), fontsize=6)
-    bars.invert_yaxis()
-    bars.set_xscale("log")
-    bars.set_title(f"L2 norms, step {step}", fontsize=9)
-    bars.legend(fontsize=7)
-    for ax, kind, color in ((w_ax, "weight", "C0"), (g_ax, "grad", "C1")):
-        if f"{kind}_hist" in arrays:  # stairs: one artist, not one patch per bin
-            ax.stairs(arrays[f"{kind}_hist"], arrays[f"{kind}_edges"], fill=True, color=color)
-            ax.set_yscale("log")
-        ax.set_title(f"{kind} values" if f"{kind}_hist" in arrays else "no gradients", fontsize=9)
-    return fig
+        figure = drawing("weights_and_grads", w_norms=w_norms, g_norms=g_norms, arrays=arrays,
+                         step=ctx.step)
+        return DiagnosticResult(scalars, figure, arrays)
 
 
 def _flat(tensors: Any) -> np.ndarray:

@@ -13,6 +13,12 @@ class Writer:
     logging point), so a writer never costs more than one call per log interval.
     """
 
+    @property
+    def wants_figures(self) -> bool:
+        """Whether figures must be drawn for this writer (it overrides `write_figure`);
+        otherwise diagnostics draw theirs in the background process only."""
+        return type(self).write_figure is not Writer.write_figure
+
     def write_scalars(self, step: int, scalars: Mapping[str, float], epoch: int = 0) -> None:
         """Scalars by name (`train/loss`, `val/acc`, `hparam/beta`, `lr`)."""
 
@@ -43,6 +49,10 @@ class MultiWriter(Writer):
 
     def __init__(self, writers: Iterable[Writer]):
         self.writers = list(writers)
+
+    @property
+    def wants_figures(self) -> bool:
+        return any(w.wants_figures for w in self.writers)
 
     def write_scalars(self, step, scalars, epoch=0):
         for w in self.writers:
