@@ -50,6 +50,8 @@ def train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path,
                 run_dirs: list[Path] | None = None, vectorize: bool = True,
                 chunk: int | None = None, extra: dict[str, Any] | None = None) -> int:
     """Train `cfg` once per seed; returns the exit code (0 only if every seed completed)."""
+    from runlab.runs.provenance import same_git_state
+
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: every seed must appear once, got {seeds}")
     if run_dirs and len(run_dirs) != len(seeds):
@@ -57,6 +59,12 @@ def train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path,
     if chunk is not None and chunk < 1:
         raise ConfigError(f"--chunk: expected >= 1, got {chunk}")
     validate_config(cfg)
+    with same_git_state():  # the seeds start together from one tree
+        return _train_seeds(cfg, seeds, runs_dir, run_dirs, vectorize, chunk, extra)
+
+
+def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs: list[Path] | None,
+                 vectorize: bool, chunk: int | None, extra: dict[str, Any] | None) -> int:
     cfgs = [{**copy.deepcopy(cfg), "seed": int(s)} for s in seeds]
     dirs: list[Path | None] = [Path(d) for d in run_dirs] if run_dirs else [None] * len(seeds)
     extra = {**(extra or {}), "ensemble": _ensemble_id(cfg, dirs)}
