@@ -199,11 +199,12 @@ def _train_chunk(prepared: list, part: list[tuple], splits: Any, runs_dir: Path,
 
 
 def _run(session) -> int:
-    from runlab.diagnostics.plots import plot_metrics
-    from runlab.train.api import _SignalStop
+    from runlab import background
+    from runlab.train.api import _SignalStop, _wait_plots
     from runlab.train.trainer import Interrupted
 
     trainer = session.trainer
+    background.prewarm()  # as a single run: matplotlib loads in the drawing workers, not here
     for m in session.members:
         m.record.start()
     seeds = ",".join(str(m.seed) for m in session.members)
@@ -227,14 +228,12 @@ def _run(session) -> int:
         for m in trainer.active:
             m.finish("failed", error=err)
         return 130 if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
-    failed = 0
-    for m in session.members:
-        if m.record.info["status"] != "completed":
-            failed += 1
-            continue
-        plot_metrics(m.record.dir)
+    done = [m for m in session.members if m.record.info["status"] == "completed"]
+    plots = [background.submit(background.plot_metrics, m.record.dir) for m in done]  # drawn in parallel
+    for m, future in zip(done, plots, strict=True):
+        _wait_plots(future)
         shown = [k for k in ("val/acc", "val/loss", "test/acc") if k in m.summary.data]
         parts = ", ".join(f"{k} {m.summary.data[k]['final']:.4f}" for k in shown)
         print(f"runlab: run {m.record.dir.name} (seed {m.seed}) completed" + (f": {parts}" if parts else ""))
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_OK if len(done) == len(session.members) else EXIT_FAILED
 
