@@ -154,7 +154,7 @@ def _train_group(group: list[tuple], runs_dir: Path, extra: dict[str, Any], chun
     codes = []
     for start in range(0, len(group), size):
         part = group[start:start + size]
-        prepared = [first if start == 0 and i == 0 else prepare(c) for i, (c, _, _) in enumerate(part)]
+        prepared = [first if start == 0 and i == 0 else prepare(c, first.splits) for i, (c, _, _) in enumerate(part)]
         code = _train_chunk(prepared, part, first.splits, runs_dir, extra)
         codes.append(code)
         if code > EXIT_FAILED:
