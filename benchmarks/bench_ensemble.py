@@ -5,8 +5,9 @@
 Each (model, K, mode) runs in its own process with one torch thread: `train_seeds` is
 timed from the call to its return (run folders, checkpoints and evaluation included;
 the end-of-run metric plots are switched off in both modes, they cost the same per
-run), and the process's peak RSS is read from wait4. Target (issue 8): >= 4x at K=16
-for the MLP on CPU. Prints the table, writes benchmarks/results/bench_ensemble.json.
+run: both modes send them to runlab's drawing workers, which `NoDrawing` replaces),
+and the process's peak RSS is read from wait4. Target (issue 8): >= 4x at K=16 for
+the MLP on CPU. Prints the table, writes benchmarks/results/bench_ensemble.json.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 from common import ROOT, Row, check, child_env, pin_threads, python_bin, run_process, save, table
@@ -27,14 +29,23 @@ MODELS = {  # the quickstart MLP, a small one (less compute per step), the built
 }
 
 
+class NoDrawing:
+    """Stands in for runlab's drawing workers: no end-of-run plots, no matplotlib."""
+
+    def submit(self, fn, *args) -> Future:
+        done: Future = Future()
+        done.set_result([])
+        return done
+
+
 def child(model: str, k: int, vectorize: bool, epochs: int, runs: Path) -> None:
     """Train K seeds once and print the seconds `train_seeds` took."""
     pin_threads()
-    import runlab.diagnostics.plots
+    import runlab.background
     from runlab.config import fill_defaults
     from runlab.ensemble.api import train_seeds
 
-    runlab.diagnostics.plots.plot_metrics = lambda run_dir: []
+    runlab.background._executor = NoDrawing  # both modes send their plots there
     cfg = fill_defaults({
         "name": f"bench-{model}", "seed": 0,
         "data": {"name": "mnist1d", "root": str(ROOT / "data"), "batch_size": 128},

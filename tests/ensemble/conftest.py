@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,24 @@ from runlab.config import fill_defaults
 PLUGIN = Path(__file__).parent / "plugins" / "ensemble_hooks.py"
 
 
+class NoDrawing:
+    """Stands in for the drawing workers of `runlab.background`: nothing is drawn."""
+
+    def submit(self, fn, *args) -> Future:
+        done: Future = Future()
+        done.set_result([])
+        return done
+
+
 @pytest.fixture(autouse=True)
 def fast(monkeypatch: pytest.MonkeyPatch):
     """One torch thread (these models are tiny; a shared CPU thrashes with more) and no
-    end-of-run metric plots (matplotlib costs more than the training here)."""
-    import runlab.diagnostics.plots
+    end-of-run metric plots in either mode (matplotlib costs more than the training here)."""
+    import runlab.background
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    monkeypatch.setattr(runlab.diagnostics.plots, "plot_metrics", lambda run_dir: [])
+    monkeypatch.setattr(runlab.background, "_executor", NoDrawing)
     yield
     torch.set_num_threads(threads)
 

@@ -77,3 +77,12 @@ def test_rng_state_round_trips_through_a_checkpoint_file(tmp_path: Path) -> None
     assert torch.equal(got[0], expected[0])
     assert np.array_equal(got[1], expected[1])
     assert got[2] == expected[2]
+
+
+def test_one_checkpoint_written_to_several_paths(tmp_path: Path) -> None:
+    best, last = tmp_path / "a" / "best.pt", tmp_path / "a" / "last.pt"
+    ckpt.save_atomic({"v": torch.tensor(1)}, last)
+    ckpt.save_atomic({"v": torch.arange(3)}, best, last)
+    assert torch.equal(ckpt.load(best)["v"], torch.arange(3))
+    assert torch.equal(ckpt.load(last)["v"], torch.arange(3))
+    assert sorted(p.name for p in best.parent.iterdir()) == ["best.pt", "last.pt"]

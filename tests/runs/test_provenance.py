@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runlab.runs.provenance import collect_provenance, write_provenance_files
+from runlab.runs.provenance import collect_provenance, same_git_state, write_provenance_files
 
 
 def git(repo: Path, *args: str) -> str:
@@ -63,6 +63,15 @@ def test_dirty_repo_with_staged_unstaged_and_untracked(repo: Path, tmp_path: Pat
     assert "+print('changed')" in diff
     assert "+x = 1" in diff  # staged changes are part of `git diff HEAD`
     assert "notes.txt" not in diff
+
+
+def test_same_git_state_reuses_answers_inside_the_block_only(repo: Path) -> None:
+    with same_git_state():
+        before = collect_provenance(repo)["git"]
+        (repo / "train.py").write_text("print('changed')\n")
+        assert collect_provenance(repo)["git"] == before  # one ensemble, one recorded state
+    assert before["dirty"] is False
+    assert collect_provenance(repo)["git"]["dirty"] is True
 
 
 def test_untracked_only_is_not_dirty_and_branch_detached(repo: Path) -> None:

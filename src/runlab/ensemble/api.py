@@ -50,6 +50,8 @@ def train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path,
                 run_dirs: list[Path] | None = None, vectorize: bool = True,
                 chunk: int | None = None, extra: dict[str, Any] | None = None) -> int:
     """Train `cfg` once per seed; returns the exit code (0 only if every seed completed)."""
+    from runlab.runs.provenance import same_git_state
+
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: every seed must appear once, got {seeds}")
     if run_dirs and len(run_dirs) != len(seeds):
@@ -57,6 +59,12 @@ def train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path,
     if chunk is not None and chunk < 1:
         raise ConfigError(f"--chunk: expected >= 1, got {chunk}")
     validate_config(cfg)
+    with same_git_state():  # the seeds start together from one tree
+        return _train_seeds(cfg, seeds, runs_dir, run_dirs, vectorize, chunk, extra)
+
+
+def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs: list[Path] | None,
+                 vectorize: bool, chunk: int | None, extra: dict[str, Any] | None) -> int:
     cfgs = [{**copy.deepcopy(cfg), "seed": int(s)} for s in seeds]
     dirs: list[Path | None] = [Path(d) for d in run_dirs] if run_dirs else [None] * len(seeds)
     extra = {**(extra or {}), "ensemble": _ensemble_id(cfg, dirs)}
@@ -146,7 +154,7 @@ def _train_group(group: list[tuple], runs_dir: Path, extra: dict[str, Any], chun
     codes = []
     for start in range(0, len(group), size):
         part = group[start:start + size]
-        prepared = [first if start == 0 and i == 0 else prepare(c) for i, (c, _, _) in enumerate(part)]
+        prepared = [first if start == 0 and i == 0 else prepare(c, first.splits) for i, (c, _, _) in enumerate(part)]
         code = _train_chunk(prepared, part, first.splits, runs_dir, extra)
         codes.append(code)
         if code > EXIT_FAILED:
@@ -191,11 +199,12 @@ def _train_chunk(prepared: list, part: list[tuple], splits: Any, runs_dir: Path,
 
 
 def _run(session) -> int:
-    from runlab.diagnostics.plots import plot_metrics
-    from runlab.train.api import _SignalStop
+    from runlab import background
+    from runlab.train.api import _SignalStop, _wait_plots
     from runlab.train.trainer import Interrupted
 
     trainer = session.trainer
+    background.prewarm()  # as a single run: matplotlib loads in the drawing workers, not here
     for m in session.members:
         m.record.start()
     seeds = ",".join(str(m.seed) for m in session.members)
@@ -219,14 +228,12 @@ def _run(session) -> int:
         for m in trainer.active:
             m.finish("failed", error=err)
         return 130 if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
-    failed = 0
-    for m in session.members:
-        if m.record.info["status"] != "completed":
-            failed += 1
-            continue
-        plot_metrics(m.record.dir)
+    done = [m for m in session.members if m.record.info["status"] == "completed"]
+    plots = [background.submit(background.plot_metrics, m.record.dir) for m in done]  # drawn in parallel
+    for m, future in zip(done, plots, strict=True):
+        _wait_plots(future)
         shown = [k for k in ("val/acc", "val/loss", "test/acc") if k in m.summary.data]
         parts = ", ".join(f"{k} {m.summary.data[k]['final']:.4f}" for k in shown)
         print(f"runlab: run {m.record.dir.name} (seed {m.seed}) completed" + (f": {parts}" if parts else ""))
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_OK if len(done) == len(session.members) else EXIT_FAILED
 

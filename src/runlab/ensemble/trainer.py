@@ -164,10 +164,10 @@ class EnsembleTrainer:
         due = every and self.epoch % every == 0 or self.epoch >= self.max_epochs
         for m in self.active:
             m.flush()
-            if m.improved():
-                ckpt.save_atomic(self.checkpoint(m), m.record.dir / "checkpoints" / "best.pt")
-            if due or m.state.should_stop:
-                ckpt.save_atomic(self.checkpoint(m), m.record.dir / "checkpoints" / "last.pt")
+            names = [name for name, wanted in (("best.pt", m.improved()), ("last.pt", due or m.state.should_stop))
+                     if wanted]
+            if names:  # best and last of the same moment hold the same checkpoint: written once
+                ckpt.save_atomic(self.checkpoint(m), *(m.record.dir / "checkpoints" / n for n in names))
             m.record.update(epoch=self.epoch, step=self.step, summary=m.summary.data)
         self.complete([m for m in self.active if m.state.should_stop])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +16,37 @@ import numpy as np
 import torch
 
 
-def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def save_atomic(obj: dict[str, Any], *paths: Path) -> None:
+    """Write `obj` to every one of `paths` (e.g. best.pt and last.pt of the same moment).
+
+    It is serialised once, into the first temp file; the others are copies of it. Each
+    temp file is fsynced before its rename, and each folder once after all renames:
+    per extra path that saves a serialisation and a folder fsync (on small models
+    checkpoint fsyncs cost as much as an epoch's training)."""
+    targets = [Path(p) for p in paths]
+    tmps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for i, (target, tmp) in enumerate(zip(targets, tmps, strict=True)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                if i == 0:
+                    torch.save(obj, f)
+                else:
+                    with open(tmps[0], "rb") as first:
+                        shutil.copyfileobj(first, f)
+                f.flush()
+                os.fsync(f.fileno())
+        for target, tmp in zip(targets, tmps, strict=True):
+            os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+    for folder in dict.fromkeys(t.parent for t in targets):
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the renames themselves durable
+        finally:
+            os.close(dir_fd)
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

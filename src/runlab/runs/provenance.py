@@ -5,16 +5,23 @@ and `command`; `write_provenance_files` writes `git.diff` (only when the tree ha
 uncommitted changes) and `environment.txt` into the run folder. Both are cheap
 (a few git calls with short timeouts, no heavy imports) and never raise because
 git is missing or the folder is not a repository.
+
+What cannot change under a running process (versions, devices, the installed
+packages it imported from) is read once per process; inside `same_git_state()`
+git is asked once per folder and command, for the K runs of one `--seeds` call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.metadata
 import os
 import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +41,8 @@ def collect_provenance(cwd: Path) -> dict[str, Any]:
     """
     return {
         "git": git_info(cwd),
-        "versions": versions(),
-        "devices": devices(),
+        "versions": dict(versions()),
+        "devices": list(devices()),
         "host": socket.gethostname(),
         "command": list(sys.argv),
     }
@@ -47,8 +54,34 @@ def write_provenance_files(run_dir: Path, cwd: Path) -> None:
     diff = _git(cwd, "diff", "HEAD", "--no-color", "--no-ext-diff")
     if isinstance(diff, str) and diff:
         (run_dir / "git.diff").write_text(diff, encoding="utf-8")
+    (run_dir / "environment.txt").write_text(_environment_txt(), encoding="utf-8")
+
+
+@functools.cache
+def _environment_txt() -> str:
     lines = [f"{name}=={version}" for name, version in installed_distributions().items()]
-    (run_dir / "environment.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
+
+
+_git_memo: dict[tuple[str, ...], str | _GitError] | None = None
+
+
+@contextlib.contextmanager
+def same_git_state() -> Iterator[None]:
+    """Within this block each git command runs once per folder and its answer is reused.
+
+    For runs that start together from one process (the seeds of `--seeds K`): their
+    code was imported once, so they record one tree state; asking git again per run
+    costs ~20 ms each. Nested blocks share the outer one's answers."""
+    global _git_memo
+    if _git_memo is not None:
+        yield
+        return
+    _git_memo = {}
+    try:
+        yield
+    finally:
+        _git_memo = None
 
 
 def git_info(cwd: Path) -> dict[str, Any]:
@@ -78,6 +111,7 @@ def git_info(cwd: Path) -> dict[str, Any]:
     return {"commit": commit, "branch": branch, "dirty": dirty, "untracked": untracked}
 
 
+@functools.cache
 def versions() -> dict[str, str | None]:
     """Versions of python, torch, runlab, numpy, CUDA, cuDNN and the optional packages present."""
     import torch
@@ -98,6 +132,7 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+@functools.cache
 def devices() -> list[str]:
     """Names of the accelerators torch sees, or `["cpu"]`."""
     import torch
@@ -144,7 +179,16 @@ class _GitError:
 
 
 def _git(cwd: Path, *args: str) -> str | _GitError:
-    """stdout of `git <args>` run in `cwd`, or why it gave none."""
+    """stdout of `git <args>` run in `cwd`, or why it gave none (reused in `same_git_state`)."""
+    if _git_memo is None:
+        return _run_git(cwd, *args)
+    key = (str(Path(cwd).resolve()), *args)
+    if key not in _git_memo:
+        _git_memo[key] = _run_git(cwd, *args)
+    return _git_memo[key]
+
+
+def _run_git(cwd: Path, *args: str) -> str | _GitError:
     try:
         proc = subprocess.run(
             ["git", *args],

@@ -40,8 +40,9 @@ class Prepared:
     callbacks: list = field(default_factory=list)
 
 
-def prepare(cfg: dict[str, Any]) -> Prepared:
-    """Validate and build. Raises ConfigError (exit 2) on any problem; touches no run folder."""
+def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
+    """Validate and build. Raises ConfigError (exit 2) on any problem; touches no run folder.
+    `splits`: the data already built from this `cfg["data"]` (an ensemble's seeds share it)."""
     import torch
 
     from runlab.optim import build_optimizer, build_scheduler
@@ -52,7 +53,7 @@ def prepare(cfg: dict[str, Any]) -> Prepared:
 
     validate_config(cfg)
     device = resolve_device(str(cfg["trainer"]["device"]))
-    splits = build_splits(cfg["data"])
+    splits = build_splits(cfg["data"]) if splits is None else splits
     seed_everything(cfg["seed"])  # after data: model init is the first draw from the seed
     built = build_model_and_loss(cfg, splits.meta)
     built.model.to(device)
