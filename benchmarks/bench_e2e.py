@@ -42,9 +42,11 @@ NPZ = ROOT / "data" / "mnist1d" / "mnist1d-n5000-s42-sh0.npz"
 MAX_RATIO_PLAIN, MIN_SPEEDUP_LIGHTNING, MAX_EXTRA_RSS_MIB = 1.15, 1.7, 100.0
 
 
-# `runlab train` with the end-of-run plots stubbed out, to show what they cost.
-NO_PLOTS = ("import sys, types; "
-            "sys.modules['runlab.diagnostics.plots'] = types.SimpleNamespace(plot_metrics=lambda d: []); "
+# `runlab train` with the end-of-run plots stubbed out, to show what they cost: the
+# drawing workers are never started (the plots are drawn there, not in this process).
+NO_PLOTS = ("import sys; from concurrent.futures import Future; import runlab.background as b; "
+            "b.prewarm = lambda: None; "
+            "b.submit = lambda fn, *args: (f := Future(), f.set_result([]))[0]; "
             "from runlab.cli import main; sys.argv[0] = 'runlab'; main()")
 
 
