@@ -5,7 +5,9 @@ what diagnostics and end-of-run plots cost. A run starts this worker early
 (`prewarm`), the worker imports matplotlib on a spare core while training goes on,
 and figures are then drawn there: diagnostics send `Drawing`s (a function named by
 its module and plain arrays) or pickled figures, the end of a run sends
-`plot_metrics`. This module imports neither torch nor matplotlib itself. One pool per process (at most two workers), shared by every run.
+`plot_metrics`. This module imports neither torch nor matplotlib itself. One pool per
+process, shared by every run: one worker per core the training leaves free, at most
+two (on two cores a second drawing process slows the training more than it helps).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def _executor() -> Any:
 
         # spawn: a fresh interpreter (no forked torch threads) that imports only what it draws.
         # A second worker starts only when figures queue up (the end of a diagnostics round).
-        _pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
+        workers = max(1, min(2, (os.cpu_count() or 2) - 1))
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                     initializer=_init_worker, initargs=(os.getpid(),))
     return _pool
 
