@@ -1,12 +1,14 @@
 """Benchmark: K seeds of the MNIST-1D MLPs and CNN, vectorised vs one after another.
 
-    python benchmarks/bench_ensemble.py [--ks 1,4,16,64] [--models mlp,mlp-small,cnn] [--epochs 2]
+    python benchmarks/bench_ensemble.py [--ks 1,4,16,64] [--models mlp,mlp-small,cnn] [--epochs 15] [--no-ceiling]
 
 Each (model, K, mode) runs in its own process with one torch thread: `train_seeds` is
 timed from the call to its return (run folders, checkpoints and evaluation included;
 the end-of-run metric plots are switched off in both modes, they cost the same per
 run: both modes send them to runlab's drawing workers, which `NoDrawing` replaces),
-and the process's peak RSS is read from wait4. Target (issue 8): >= 4x at K=16 for
+and the process's peak RSS is read from wait4. With `--ceiling` (default) each K
+also gets the speed-up of hand-written loops (no runlab, same models, same AdamW):
+what stacking can gain on this hardware at all. Target (issue 8): >= 4x at K=16 for
 the MLP on CPU. Prints the table, writes benchmarks/results/bench_ensemble.json.
 """
 
@@ -38,15 +40,10 @@ class NoDrawing:
         return done
 
 
-def child(model: str, k: int, vectorize: bool, epochs: int, runs: Path) -> None:
-    """Train K seeds once and print the seconds `train_seeds` took."""
-    pin_threads()
-    import runlab.background
+def config(model: str, epochs: int) -> dict:
     from runlab.config import fill_defaults
-    from runlab.ensemble.api import train_seeds
 
-    runlab.background._executor = NoDrawing  # both modes send their plots there
-    cfg = fill_defaults({
+    return fill_defaults({
         "name": f"bench-{model}", "seed": 0,
         "data": {"name": "mnist1d", "root": str(ROOT / "data"), "batch_size": 128},
         "model": MODELS[model],
@@ -54,12 +51,77 @@ def child(model: str, k: int, vectorize: bool, epochs: int, runs: Path) -> None:
         "trainer": {"max_epochs": epochs, "device": "cpu"},
         "logging": {"console": False, "log_every_steps": 50},
     })
+
+
+def child(model: str, k: int, vectorize: bool, epochs: int, runs: Path) -> None:
+    """Train K seeds once and print the seconds `train_seeds` took."""
+    pin_threads()
+    import runlab.background
+    from runlab.ensemble.api import train_seeds
+
+    runlab.background._executor = NoDrawing  # both modes send their plots there
+    cfg = config(model, epochs)
     t0 = time.perf_counter()
     code = train_seeds(cfg, list(range(k)), runs, vectorize=vectorize)
     seconds = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(code)
     print(json.dumps({"seconds": seconds}))
+
+
+def ceiling_child(model: str, k: int, steps: int = 60) -> None:
+    """What the hardware allows, without runlab: ms per member-step of K copies of the
+    model trained by hand-written loops (forward, cross-entropy, backward, AdamW on
+    random MNIST-1D batches), one after another and stacked with torch.func. Prints JSON."""
+    pin_threads()
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from runlab.train.api import prepare
+
+    first = prepare(config(model, 1))
+    models = [first.model] + [prepare({**config(model, 1), "seed": s}, first.splits).model
+                              for s in range(1, k)]
+    x, y = first.splits.train
+    batches = [torch.randint(0, len(x), (k, 128)) for _ in range(steps)]
+
+    def sequential() -> None:
+        for i, m in enumerate(models):
+            opt = torch.optim.AdamW(m.parameters(), 1e-3)
+            for idx in batches:
+                loss = F.cross_entropy(m(x[idx[i]]), y[idx[i]])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    opt = torch.optim.AdamW(params.values(), 1e-3)
+    member = vmap(lambda p, b, xb, yb: F.cross_entropy(functional_call(base, (p, b), (xb,)), yb))
+
+    def stacked() -> None:
+        for idx in batches:
+            loss = member(params, buffers, x[idx], y[idx]).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    out = {}
+    for name, fn in (("sequential", sequential), ("stacked", stacked)):
+        fn()  # warm-up
+        t0 = time.perf_counter()
+        fn()
+        out[name] = (time.perf_counter() - t0) * 1000 / (steps * k)
+    print(json.dumps(out))
+
+
+def ceiling(model: str, k: int) -> dict[str, float]:
+    cmd = [python_bin(), __file__, "--ceiling", model, str(k)]
+    proc = check(run_process(cmd, cwd=ROOT, env=child_env(), timeout_s=1800), f"ceiling {model} K={k}")
+    return json.loads(proc.output.strip().splitlines()[-1])
 
 
 def measure(model: str, k: int, vectorize: bool, epochs: int) -> tuple[float, float]:
@@ -76,7 +138,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ks", default="1,4,16,64")
     ap.add_argument("--models", default="mlp,mlp-small,cnn")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=15, help="per seed (15: configs/quickstart.yaml)")
+    ap.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time hand-written torch.func loops: the speed-up the hardware allows")
     args = ap.parse_args()
     rows, records = [], []
     for model in args.models.split(","):
@@ -87,6 +151,10 @@ def main() -> None:
             if model.startswith("mlp") and k == 16:
                 row.target, row.passed = ">= 4x faster", seq_s / vec_s >= 4
             rows.append(row)
+            if args.ceiling and k > 1:
+                raw = ceiling(model, k)
+                rows.append(Row("ensemble", f"{model} K={k}: hand-written loops, ms per member-step",
+                                raw["stacked"], raw["sequential"], "one after another", unit="ms"))
             rows.append(Row("ensemble", f"{model} K={k}: peak RSS", vec_mib, seq_mib,
                             "one after another", unit="MiB"))
             records.append({"model": model, "k": k, "vectorised_s": vec_s, "sequential_s": seq_s,
@@ -102,5 +170,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         model, k, vec, epochs, runs = sys.argv[2:7]
         child(model, int(k), vec == "1", int(epochs), Path(runs))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--ceiling":
+        ceiling_child(sys.argv[2], int(sys.argv[3]))
     else:
         main()
