@@ -95,3 +95,14 @@ def test_clipping_is_per_member(make_config, tmp_path: Path) -> None:
     ens, single = runs_by_seed(tmp_path / "ens"), runs_by_seed(tmp_path / "single")
     for seed in (0, 1):
         assert max_weight_diff(weights(ens[seed]), weights(single[seed])) < 1e-5
+
+
+def test_one_seed_is_exactly_a_single_run(tmp_path: Path, make_config):
+    """`--seeds 1` has nothing to stack: it is the plain run, bit for bit (dropout included),
+    tagged with its ensemble id."""
+    cfg = make_config(model={"name": "mlp", "hidden": [32, 16], "dropout": 0.3}, seed=5)
+    assert train_seeds(cfg, [5], tmp_path / "one") == 0
+    assert train(cfg, tmp_path / "single") == 0
+    (one,), (single,) = runs_by_seed(tmp_path / "one").values(), runs_by_seed(tmp_path / "single").values()
+    assert max_weight_diff(weights(one), weights(single)) == 0
+    assert run_info(one)["ensemble"] and run_info(one)["summary"] == run_info(single)["summary"]

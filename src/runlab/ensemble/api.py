@@ -68,7 +68,7 @@ def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs
     cfgs = [{**copy.deepcopy(cfg), "seed": int(s)} for s in seeds]
     dirs: list[Path | None] = [Path(d) for d in run_dirs] if run_dirs else [None] * len(seeds)
     extra = {**(extra or {}), "ensemble": _ensemble_id(cfg, dirs)}
-    if not vectorize:
+    if not vectorize or len(cfgs) == 1:  # one seed: nothing to stack, the plain Trainer is faster
         return _sequential(cfgs, runs_dir, dirs, extra)
     problems = refusals(cfg)
     if problems:
