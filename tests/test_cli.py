@@ -77,3 +77,24 @@ def test_help_lists_every_command():
     r = run_cli("--help")
     for cmd in ("train", "sweep", "runs", "analyze", "report", "list", "init"):
         assert cmd in r.stdout
+
+
+def test_fast_exit_keeps_exit_handlers_and_unclosed_files(tmp_path):
+    """`runlab` ends without the interpreter's slow module teardown (os._exit), but only
+    after every exit handler ran and every file still open was flushed."""
+    plugin = tmp_path / "leaky.py"
+    plugin.write_text(textwrap.dedent(f"""
+        import atexit
+        from pathlib import Path
+
+        LEAK = open({str(tmp_path / 'unclosed.txt')!r}, "w")  # never closed
+        LEAK.write("written, never flushed")
+        atexit.register(lambda: Path({str(tmp_path / 'atexit.txt')!r}).write_text("ran"))
+    """))
+    config = write_config(tmp_path, f"plugins: [{plugin}]\n")
+    r = run_cli("train", config, "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "unclosed.txt").read_text() == "written, never flushed"
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+    failed = run_cli("train", config, "--runs-dir", str(tmp_path / "runs"), "trainer.max_epochs=-1")
+    assert failed.returncode == 2, failed.stderr
