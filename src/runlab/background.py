@@ -6,8 +6,9 @@ what diagnostics and end-of-run plots cost. A run starts this worker early
 and figures are then drawn there: diagnostics send `Drawing`s (a function named by
 its module and plain arrays) or pickled figures, the end of a run sends
 `plot_metrics`. This module imports neither torch nor matplotlib itself. One pool per
-process, shared by every run: one worker per core the training leaves free, at most
-two (on two cores a second drawing process slows the training more than it helps).
+process, shared by every run, of up to two workers at a lower CPU priority (nice 10):
+drawing takes the cycles training leaves, and the figures of a run's last moments
+are drawn two at a time while the run waits for them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _pool: Any = None
+NICE = 10  # the workers' priority below the run's: training first, drawing in what is left
 
 
 @dataclass
@@ -61,22 +63,24 @@ def _executor() -> Any:
 
         # spawn: a fresh interpreter (no forked torch threads) that imports only what it draws.
         # A second worker starts only when figures queue up (the end of a diagnostics round).
-        workers = max(1, min(2, (os.cpu_count() or 2) - 1))
+        workers = min(2, os.cpu_count() or 1)
         _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                     initializer=_init_worker, initargs=(os.getpid(),))
     return _pool
 
 
 def _init_worker(parent: int) -> None:
-    """The worker lives and dies with its run (process `parent`): it ignores the stop
-    signals the run handles (the run shuts it down), holds none of the run's output
-    pipes, and exits when the run's process is gone (SIGKILL), so nothing is left
-    waiting for it. `parent` comes from the run, not from `os.getppid()` here: a run
+    """The worker lives and dies with its run (process `parent`), below its priority:
+    it ignores the stop signals the run handles (the run shuts it down), holds none of
+    the run's output pipes, and exits when the run's process is gone (SIGKILL), so
+    nothing is left waiting for it. `parent` comes from the run, not from `os.getppid()` here: a run
     killed while this worker was still starting has already handed it to init."""
     import signal
     import threading
     import time
 
+    if hasattr(os, "nice"):
+        os.nice(NICE)
     for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)

@@ -63,6 +63,7 @@ def plot_metrics(run_dir: Path) -> list[Path]:
             order = np.argsort(steps, kind="stable")
             style = "o-" if len(steps) <= 50 else "-"  # epoch-level series: show the points
             ax.plot(steps[order], values[order], style, markersize=3, linewidth=1.2, label=metric)
+        ax.locator_params(nbins=4)  # fewer tick labels: text is most of the drawing time
         ax.set_xlabel("step")
         ax.set_ylabel(family)
         ax.grid(alpha=0.3)
