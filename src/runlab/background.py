@@ -33,7 +33,8 @@ class Drawing:
     `runlab.diagnostics.render`) and kwargs of numpy arrays, numbers and strings: the
     figure is then drawn in the background drawing process, and the run's process
     neither waits for it nor imports matplotlib. A function object is drawn in the
-    run's process (e.g. one defined in a plugin file, which the drawing process cannot import).
+    run's process (e.g. one defined in a plugin file, which the drawing process
+    cannot import).
 
     Example:
         >>> Drawing("runlab.diagnostics.render:jacobian_spectra", {"spectra": sv, "step": 10})
@@ -73,8 +74,9 @@ def _init_worker(parent: int) -> None:
     """The worker lives and dies with its run (process `parent`), below its priority:
     it ignores the stop signals the run handles (the run shuts it down), holds none of
     the run's output pipes, and exits when the run's process is gone (SIGKILL), so
-    nothing is left waiting for it. `parent` comes from the run, not from `os.getppid()` here: a run
-    killed while this worker was still starting has already handed it to init."""
+    nothing is left waiting for it. `parent` comes from the run, not from
+    `os.getppid()` here: a run killed while this worker was still starting has
+    already handed it to init."""
     import signal
     import threading
     import time
