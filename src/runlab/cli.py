@@ -164,7 +164,7 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")]) -
     typer.echo(f"next: cd {directory} && runlab train configs/example.yaml")
 
 
-_status = [1]  # the exit status `main` ends with (1 until it knows: an uncaught exception)
+_status = 1  # the exit status `main` ends with (1 until it knows: an uncaught exception)
 
 
 def _exit_status(code: object) -> int:
@@ -199,22 +199,23 @@ def _skip_teardown() -> None:
                 f.flush()
         except Exception:  # noqa: BLE001 - a broken stream must not stop the exit
             pass
-    os._exit(_status[0])
+    os._exit(_status)
 
 
 def main() -> None:
     """The `runlab` console script."""
     import atexit
 
+    global _status
     atexit.register(_skip_teardown)  # registered first, so it runs after every other handler
     try:
         try:
             app()
         except KeyboardInterrupt:
             sys.exit(130)
-        _status[0] = 0
+        _status = 0
     except SystemExit as e:
-        _status[0] = _exit_status(e.code)
+        _status = _exit_status(e.code)
         raise
 
 

@@ -11,8 +11,7 @@ does not pull in pandas, scipy or matplotlib.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from runlab.lazy import lazy_exports
 
 _EXPORTS = {
     "RunSet": "load",
@@ -38,10 +37,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'runlab.analysis' has no attribute {name!r}")
-    module = importlib.import_module(f"runlab.analysis.{_EXPORTS[name]}")
-    return getattr(module, name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -8,8 +8,7 @@ registry imports it on first lookup.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from runlab.lazy import lazy_exports
 
 _EXPORTS = {
     "Diagnostic": "base",
@@ -25,9 +24,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'runlab.diagnostics' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"runlab.diagnostics.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -8,19 +8,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from runlab.lazy import lazy_exports
 
 __all__ = ["SweepSpec", "load_sweep", "run_sweep"]
 
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that importing runlab.sweep.cli (for `runlab --help`) loads nothing heavy.
-    if name == "run_sweep":
-        from runlab.sweep.runner import run_sweep
-
-        return run_sweep
-    if name in ("SweepSpec", "load_sweep"):
-        from runlab.sweep import spec
-
-        return getattr(spec, name)
-    raise AttributeError(f"module 'runlab.sweep' has no attribute {name!r}")
+# Lazy, so that importing runlab.sweep.cli (for `runlab --help`) loads nothing heavy.
+__getattr__ = lazy_exports(__name__, {"run_sweep": "runner", "SweepSpec": "spec", "load_sweep": "spec"})
