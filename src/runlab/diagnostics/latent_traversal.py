@@ -62,17 +62,17 @@ class LatentTraversal(Diagnostic):
         step = 2 * self.span / (self.steps - 1)
         sensitivity = diffs.pow(2).mean(dim=2).sqrt().mean(dim=1) / step  # (d,)
         names = [f"z[{d}]" for d in dims.tolist()]
+        arrays = {
+            "dims": numpy(dims),
+            "offsets": numpy(offsets),
+            "outputs": numpy(out),
+            "sensitivity": numpy(sensitivity),
+        }
         title = f"latent traversal of input {self.index}, step {ctx.step}"
         if is_image(tuple(ctx.x.shape[1:])):
-            fig = drawing("image_rows", rows=numpy(out), row_labels=names,
+            fig = drawing("image_rows", rows=arrays["outputs"], row_labels=names,
                           col_labels=[f"{o:+.1f}" for o in offsets.tolist()], title=title)
         else:
-            fig = drawing("signal_panels", panels=numpy(out), titles=names, colormap=True,
+            fig = drawing("signal_panels", panels=arrays["outputs"], titles=names, colormap=True,
                           title=title)
-        arrays = {
-            "dims": dims.cpu().numpy(),
-            "offsets": offsets.cpu().numpy(),
-            "outputs": out.float().cpu().numpy(),
-            "sensitivity": sensitivity.cpu().numpy(),
-        }
         return DiagnosticResult({"sensitivity_mean": sensitivity.mean().item()}, fig, arrays)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
+import numpy as np
 
 from runlab.diagnostics.base import (
     MAX_PANELS,
@@ -36,18 +36,13 @@ class Reconstructions(Diagnostic):
         x = ctx.x
         x_hat = ctx.model.decode(ctx.model.encode(x)).reshape(x.shape)  # (n, *input_shape)
         mse = (x_hat - x).pow(2).flatten(1).mean(dim=1)  # (n,)
+        arrays = {"inputs": numpy(x), "reconstructions": numpy(x_hat), "mse_per_input": numpy(mse)}
+        pairs = np.stack([arrays["inputs"], arrays["reconstructions"]])  # (2, n, *input_shape)
         title = f"reconstructions, step {ctx.step}"
         if is_image(tuple(x.shape[1:])):
-            fig = drawing("image_rows", rows=numpy(torch.stack([x, x_hat])),
-                          row_labels=["input", "recon"], title=title)
+            fig = drawing("image_rows", rows=pairs, row_labels=["input", "recon"], title=title)
         else:
-            fig = drawing("signal_panels",
-                          panels=numpy(torch.stack([x, x_hat], dim=1)[:MAX_PANELS]),  # (p, 2, ...)
+            fig = drawing("signal_panels", panels=pairs.swapaxes(0, 1)[:MAX_PANELS],  # (p, 2, ...)
                           curve_labels=["input", "reconstruction"],
                           titles=[f"mse {m:.3g}" for m in mse[:MAX_PANELS].tolist()], title=title)
-        arrays = {
-            "inputs": x.cpu().numpy(),
-            "reconstructions": x_hat.float().cpu().numpy(),
-            "mse_per_input": mse.cpu().numpy(),
-        }
         return DiagnosticResult({"mse": mse.mean().item()}, fig, arrays)

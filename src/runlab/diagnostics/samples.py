@@ -49,6 +49,7 @@ class Samples(Diagnostic):
             x = model.decode(z * self.temperature)
         x = x.reshape(self.n, *ctx.meta.input_shape)  # (n, *input_shape)
         ratio = x.std(dim=0).mean() / ctx.x.std(dim=0).mean().clamp_min(1e-12)
+        samples = numpy(x)
         title = f"prior samples, step {ctx.step}"
         if is_image(tuple(x.shape[1:])):
             cols = min(self.n, 8)
@@ -57,7 +58,5 @@ class Samples(Diagnostic):
             grid = torch.cat([x, blank]).reshape(rows, cols, *x.shape[1:])
             fig = drawing("image_rows", rows=numpy(grid), row_labels=[""] * rows, title=title)
         else:
-            fig = drawing("signal_panels", panels=numpy(x[:MAX_PANELS, None]), title=title)
-        return DiagnosticResult(
-            {"std_ratio": ratio.item()}, fig, {"samples": x.float().cpu().numpy()}
-        )
+            fig = drawing("signal_panels", panels=samples[:MAX_PANELS, None], title=title)
+        return DiagnosticResult({"std_ratio": ratio.item()}, fig, {"samples": samples})
