@@ -139,3 +139,15 @@ def test_scheduled_loss_parameter_reaches_the_loss_every_step(tmp_path):
     p = prepare(cfg)
     assert p.scheduled[0].key == "loss.beta" and p.loss.beta == 0.0
 
+
+
+def test_conv_models_start_with_untouched_batchnorm_statistics() -> None:
+    """The encoder infers its feature-map shapes with a dummy batch; BatchNorm must not
+    count it (it did: running statistics started from that zero batch)."""
+    meta = DatasetMeta("signal", (1, 40), 10, "classification", ())
+    model = MODELS.get("cnn").obj(meta, channels=[4, 8], batchnorm=True)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms and model.training
+    for bn in norms:
+        assert int(bn.num_batches_tracked) == 0
+        assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))

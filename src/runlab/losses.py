@@ -18,10 +18,17 @@ def _pred(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 class Loss(nn.Module):
-    """Base class: `forward(out, target) -> {"loss": ...}`. `target` is y or x (see module doc)."""
+    """Base class: `forward(out, target) -> {"loss": ...}`. `target` is y or x (see module doc).
+
+    `per_sample` (optional) gives the same terms per sample, shape (N,) or (N, ...),
+    whose batch mean is `forward`'s value; stacked seed ensembles then compute every
+    member's loss in one call instead of under vmap."""
 
     def forward(self, out, target) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def per_sample(self, out, target) -> dict[str, torch.Tensor] | None:
+        return None
 
 
 @LOSSES.register("cross_entropy")
@@ -35,6 +42,10 @@ class CrossEntropy(Loss):
     def forward(self, out, target):
         return {"loss": F.cross_entropy(_pred(out), target, label_smoothing=self.label_smoothing)}
 
+    def per_sample(self, out, target):
+        return {"loss": F.cross_entropy(_pred(out), target, label_smoothing=self.label_smoothing,
+                                        reduction="none")}
+
 
 @LOSSES.register("mse")
 class MSE(Loss):
@@ -43,6 +54,9 @@ class MSE(Loss):
     def forward(self, out, target):
         return {"loss": F.mse_loss(_pred(out), target)}
 
+    def per_sample(self, out, target):
+        return {"loss": F.mse_loss(_pred(out), target, reduction="none")}
+
 
 @LOSSES.register("l1")
 class L1(Loss):
@@ -50,6 +64,9 @@ class L1(Loss):
 
     def forward(self, out, target):
         return {"loss": F.l1_loss(_pred(out), target)}
+
+    def per_sample(self, out, target):
+        return {"loss": F.l1_loss(_pred(out), target, reduction="none")}
 
 
 @LOSSES.register("huber")
@@ -63,28 +80,41 @@ class Huber(Loss):
     def forward(self, out, target):
         return {"loss": F.huber_loss(_pred(out), target, delta=self.delta)}
 
+    def per_sample(self, out, target):
+        return {"loss": F.huber_loss(_pred(out), target, delta=self.delta, reduction="none")}
+
 
 @LOSSES.register("bce")
 class BCE(Loss):
     """Binary cross-entropy with logits (targets in [0, 1]; class ids become one-hot)."""
 
     def forward(self, out, target):
+        return {"loss": self._bce(out, target, "mean")}
+
+    def per_sample(self, out, target):
+        return {"loss": self._bce(out, target, "none")}
+
+    @staticmethod
+    def _bce(out, target, reduction: str) -> torch.Tensor:
         pred = _pred(out)
         if not torch.is_floating_point(target):
             target = F.one_hot(target, pred.shape[-1]).to(pred.dtype)
-        return {"loss": F.binary_cross_entropy_with_logits(pred, target)}
+        return F.binary_cross_entropy_with_logits(pred, target, reduction=reduction)
 
 
 def elbo_terms(out: dict[str, torch.Tensor], x: torch.Tensor, beta: float,
-               likelihood: str = "gaussian") -> dict[str, torch.Tensor]:
-    """Negative ELBO per sample: reconstruction (summed over dims) + beta * KL(q(z|x) || N(0, I))."""
+               likelihood: str = "gaussian", per_sample: bool = False) -> dict[str, torch.Tensor]:
+    """Negative ELBO per sample: reconstruction (summed over dims) + beta * KL(q(z|x) || N(0, I)),
+    averaged over the batch (or, with `per_sample`, each sample's (N,))."""
     recon, mu, logvar = out["recon"], out["mu"], out["logvar"]
     if likelihood == "bernoulli":
         rec = F.binary_cross_entropy_with_logits(recon, x, reduction="none")
     else:  # unit-variance Gaussian, constants dropped
         rec = 0.5 * (recon - x) ** 2
-    rec = rec.flatten(1).sum(1).mean()
-    kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
+    rec = rec.flatten(1).sum(1)
+    kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)
+    if not per_sample:
+        rec, kl = rec.mean(), kl.mean()
     return {"loss": rec + beta * kl, "recon": rec, "kl": kl}
 
 
@@ -99,17 +129,22 @@ class ELBO(Loss):
         self.beta, self.likelihood = beta, likelihood
 
     def forward(self, out, target):
+        return self.per_sample(out, target, reduce=True)
+
+    def per_sample(self, out, target, reduce: bool = False):
         if not isinstance(out, dict) or not {"recon", "mu", "logvar"} <= set(out):
             raise ValueError("loss 'elbo' needs a model whose forward returns recon, mu and logvar (e.g. vae)")
-        return elbo_terms(out, target, self.beta, self.likelihood)
+        return elbo_terms(out, target, self.beta, self.likelihood, per_sample=not reduce)
 
 
 class ModelLoss(Loss):
-    """Adapter for a model that computes its own loss (`model.loss(out, x, y)`)."""
+    """Adapter for a model that computes its own loss (`model.loss(out, x, y)`, and
+    optionally its per-sample form `model.loss_per_sample(out, x, y)`)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self._fn = model.loss
+        self._per_sample = getattr(model, "loss_per_sample", None)
 
     def forward(self, out, target):
         raise RuntimeError("ModelLoss is called through compute_terms")
@@ -119,13 +154,26 @@ def default_loss_name(task: str) -> str:
     return "cross_entropy" if task == "classification" else "mse"
 
 
-def compute_terms(model_out, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
-                  reconstructs: bool, classification: bool) -> dict[str, torch.Tensor]:
-    """All terms of one batch; pure (no state), so it vectorises with torch.func."""
+def has_per_sample(loss_fn: nn.Module) -> bool:
+    """Whether `compute_terms(..., per_sample=True)` works with this loss."""
     if isinstance(loss_fn, ModelLoss):
-        terms = dict(loss_fn._fn(model_out, x, y))
+        return loss_fn._per_sample is not None
+    fn = getattr(type(loss_fn), "per_sample", None)
+    return fn is not None and fn is not Loss.per_sample
+
+
+def compute_terms(model_out, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
+                  reconstructs: bool, classification: bool, per_sample: bool = False) -> dict[str, torch.Tensor]:
+    """All terms of one batch; pure (no state), so it vectorises with torch.func.
+    With `per_sample` (see `has_per_sample`): each term per sample, shape (N,)."""
+    if isinstance(loss_fn, ModelLoss):
+        terms = dict((loss_fn._per_sample if per_sample else loss_fn._fn)(model_out, x, y))
     else:
-        terms = dict(loss_fn(model_out, x if reconstructs else y))
+        target = x if reconstructs else y
+        terms = dict(loss_fn.per_sample(model_out, target) if per_sample else loss_fn(model_out, target))
     if classification and not reconstructs:
-        terms["acc"] = (_pred(model_out).argmax(-1) == y).float().mean()
+        hit = (_pred(model_out).argmax(-1) == y).float()
+        terms["acc"] = hit if per_sample else hit.mean()
+    if per_sample:  # one value per sample: the mean over its elements (the batch mean is unchanged)
+        terms = {k: v.flatten(1).mean(1) if v.dim() > 1 else v for k, v in terms.items()}
     return terms

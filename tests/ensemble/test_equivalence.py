@@ -1,9 +1,10 @@
 """Member k of a vectorised ensemble == a single run with seed k (same config).
 
-Randomness inside forward (dropout masks, VAE noise) is drawn per member from the
-ensemble's own stream, so for those cases both paths are given one test-only,
-deterministic source (a fixed pattern): the masks/noise are then the same and
-everything else (init, data order, clipping, schedules) must match.
+Both ways of running the members are checked: stacked kernels (fused.py) and
+torch.func.vmap. Randomness inside forward (dropout masks, VAE noise) is drawn per
+member from the ensemble's own stream, so for those cases both sides are given one
+test-only, deterministic source (a fixed pattern): the masks/noise are then the same
+and everything else (init, data order, clipping, schedules) must match.
 test_randomness.py checks the real masks and noise statistically.
 """
 
@@ -22,21 +23,31 @@ from tests.ensemble.conftest import (
     weights,
 )
 
+from runlab.ensemble import stacked
 from runlab.ensemble.api import train_seeds
 from runlab.train.api import train
 
 SEEDS = [0, 3, 7]
+BATCH = 32  # the dropout case's train batches (dropout is off in evaluation)
 
 
 def _pattern(like: torch.Tensor) -> torch.Tensor:
-    """A fixed pseudo-random pattern in [0, 1) of `like`'s shape (per member under vmap)."""
-    i = torch.arange(like.numel(), dtype=like.dtype, device=like.device).reshape(like.shape)
+    """A fixed pseudo-random pattern in [0, 1) of `like`'s shape. It depends only on the
+    position within a sample and the sample's row within its batch of 32, so a member
+    sees the same pattern alone (B, ...), under vmap (B, ...) and folded with the other
+    members (K*B, ...)."""
+    n = like[0].numel()
+    rows = torch.arange(like.shape[0], device=like.device) % BATCH
+    i = (rows[:, None] * n + torch.arange(n, device=like.device)).reshape(like.shape).to(like.dtype)
     return torch.frac(torch.sin(i * 12.9898) * 43758.5453).abs()
 
 
 def fixed_noise(like: torch.Tensor) -> torch.Tensor:
-    """Stands in for `torch.randn_like`: the same values in both paths."""
-    return (_pattern(like) - 0.5) * 3.4
+    """Stands in for `torch.randn_like`: a smooth function of the values of `like` (the
+    posterior means), so each sample gets the same noise in every layout, whatever the
+    batch sizes (the VAE's splits are not multiples of 32)."""
+    cols = torch.arange(like.shape[-1], dtype=like.dtype, device=like.device)
+    return torch.sin(3 * like + cols) * 1.7
 
 
 def fixed_dropout(x: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
@@ -58,20 +69,24 @@ CASES = {
     "vae": {"model": {"name": "vae", "latent_dim": 2, "hidden": [16],
                       "beta": {"schedule": "linear", "start": 0.0, "end": 1.0, "epochs": 2}},
             "trainer": {"grad_clip": 1.0}},
-    # dropout everywhere in the MLP, masks from `fixed_dropout`
+    # dropout everywhere in the MLP, masks from `fixed_dropout` (every train batch 32 rows)
     "dropout": {"model": {"name": "mlp", "hidden": [32, 16], "dropout": 0.3},
-                "trainer": {"grad_clip": 0.05}},
+                "data": {"drop_last": True}, "trainer": {"grad_clip": 0.05}},
 }
 
 
+@pytest.mark.parametrize("kernels", [True, False], ids=["stacked-kernels", "vmap"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_member_equals_single_run(case: str, make_config, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_member_equals_single_run(case: str, kernels: bool, make_config, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(torch, "randn_like", fixed_noise)
     monkeypatch.setattr(F, "dropout", fixed_dropout)
+    monkeypatch.setattr(stacked, "STACKED_KERNELS", kernels)
     cfg = make_config(**CASES[case])
     # chunk=2: members 0, 3 train together, member 7 in a second chunk
     assert train_seeds(cfg, SEEDS, tmp_path / "ens", chunk=2) == 0
+    method = "with stacked kernels" if kernels else "with torch.func.vmap (switched off)"
+    assert capsys.readouterr().out.count(method) == 2  # both chunks
     for seed in SEEDS:
         assert train({**cfg, "seed": seed}, tmp_path / "single") == 0
     ens, single = runs_by_seed(tmp_path / "ens"), runs_by_seed(tmp_path / "single")

@@ -208,7 +208,8 @@ def _run(session) -> int:
     for m in session.members:
         m.record.start()
     seeds = ",".join(str(m.seed) for m in session.members)
-    print(f"runlab: training seeds {seeds} vectorised in one process (ensemble {session.ensemble_id})")
+    print(f"runlab: training seeds {seeds} vectorised in one process with {session.stack.method} "
+          f"(ensemble {session.ensemble_id})")
     try:
         with _SignalStop(trainer):
             trainer.fit()

@@ -46,7 +46,9 @@ class Session:
         if not (isinstance(train, tuple) and all(isinstance(t, torch.Tensor) for t in train)):
             return f"dataset '{self.splits.meta.name}' is not held as tensors"
         x, y = train
-        found = vectorization_problem(self.stack, x[:2].to(self.device), y[:2].to(self.device))
+        n = min(len(x), self.cfg["data"]["batch_size"])  # one real batch per member
+        found = vectorization_problem(self.stack, x[:n * self.stack.k].to(self.device),
+                                      y[:n * self.stack.k].to(self.device), n)
         if found is not None:
             return f"model '{self.cfg['model']['name']}' with its loss does not run under torch.func.vmap: {found}"
         return None

@@ -1,9 +1,11 @@
 """K models of one architecture as one set of stacked tensors, run with torch.func.
 
 Every parameter and buffer gets a leading member dimension K (`stack_module_state`);
-one `vmap(functional_call)` computes all members' loss terms at once. The members'
-own modules keep working (diagnostics, checkpoints): their tensors are re-pointed at
-their slice of the stacked storage, so they always show that member's current state.
+one `vmap(functional_call)` computes all members' loss terms at once, or, for models
+built from common layers, stacked kernels on the same tensors (fused.py: faster, and
+checked against vmap before training). The members' own modules keep working
+(diagnostics, checkpoints): their tensors are re-pointed at their slice of the
+stacked storage, so they always show that member's current state.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from runlab.losses import compute_terms
 from runlab.runs import checkpoint as ckpt
+
+STACKED_KERNELS = True  # False: always vmap (the tests run both paths)
 
 
 class StepModule(nn.Module):
@@ -50,7 +54,9 @@ class Stack:
         >>> terms["loss"].sum().backward()  # each member's grads land in its slice
     """
 
-    def __init__(self, steps: list[StepModule]):
+    def __init__(self, steps: list[StepModule], fuse: bool | None = None):
+        from runlab.ensemble.fused import fuse as build_fused
+
         self.k = len(steps)
         self.template = steps[0]  # its forward is the one vmapped (with swapped tensors)
         self.params, self.buffers = stack_module_state(steps)  # (K, ...) leaves
@@ -67,17 +73,31 @@ class Stack:
 
         self._train = vmap(member, in_dims=(0, 0, 0, 0), randomness="different")
         self._eval = vmap(member, in_dims=(0, 0, None, None), randomness="different")
+        # the stacked-kernel step, or None and why (vectorization_problem may still drop it)
+        fuse = STACKED_KERNELS if fuse is None else fuse
+        self.fused, self.fused_off = build_fused(self) if fuse else (None, "switched off")
 
     def terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Train-time terms; x (K, B, ...) holds each member's own batch."""
+        if self.fused is not None:
+            return self.fused.terms(x, y)
         return self._train(self.params, self.buffers, x, y)
 
     def eval_terms(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Terms of one shared batch x (B, ...) under every member; values (K,)."""
+        if self.fused is not None:
+            return self.fused.eval_terms(x, y)
         return self._eval(self.params, self.buffers, x, y)
+
+    @property
+    def method(self) -> str:
+        """How the members run, in words (printed when an ensemble starts)."""
+        return "stacked kernels" if self.fused is not None else f"torch.func.vmap ({self.fused_off})"
 
     def train(self, mode: bool = True) -> None:
         self.template.train(mode)
+        if self.fused is not None:
+            self.fused.train(mode)
 
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """`nn.utils.clip_grad_norm_` for each member over its own parameters; norms (K,)."""
@@ -92,32 +112,72 @@ class Stack:
         return total
 
 
-def vectorization_problem(stack: Stack, x: torch.Tensor, y: torch.Tensor) -> str | None:
+def vectorization_problem(stack: Stack, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2) -> str | None:
     """Why the model/loss cannot run under vmap (None if it can), found by a trial
-    forward + backward in train and eval mode on a tiny batch (x: (B, ...) shared).
+    train step and eval batch of `batch_size` samples per member (from x, y: the
+    training data). When the stack has a fused step, the same trial runs through it,
+    and it is dropped (`fused_off` says why) unless it matches vmap: terms, gradients
+    and updated buffers.
 
-    The trial runs on copies of the stacked tensors and puts the global RNG back,
-    so training afterwards is exactly what it would have been without it."""
+    The trials run on copies of the stacked tensors and put the global RNG back,
+    so training afterwards is exactly what it would have been without them."""
     rng = ckpt.rng_state()
-    saved = stack.params, stack.buffers
-    stack.params = {n: p.detach().clone().requires_grad_(p.requires_grad) for n, p in saved[0].items()}
-    stack.buffers = {n: b.clone() for n, b in saved[1].items()}
-    xs = x.unsqueeze(0).expand(stack.k, *x.shape)
-    ys = y.unsqueeze(0).expand(stack.k, *y.shape)
+    saved, fused = (stack.params, stack.buffers), stack.fused
+    idx = torch.arange(stack.k * batch_size, device=x.device).remainder(len(x)).view(stack.k, batch_size)
+    batch = (x[idx], y[idx], x[:batch_size], y[:batch_size])
     try:
-        stack.train(True)
-        terms = stack.terms(xs, ys)
-        terms["loss"].sum().backward()
-        stack.train(False)
-        with torch.no_grad():
-            stack.eval_terms(x, y)
-    except Exception as e:  # noqa: BLE001 - any failure means "not vectorisable", reported
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return f"{type(e).__name__}: {first}"
+        stack.fused = None
+        try:
+            reference = _trial(stack, saved, *batch)
+        except Exception as e:  # noqa: BLE001 - any failure means "not vectorisable", reported
+            return _reason(e)
+        if fused is not None:
+            stack.fused = fused
+            try:
+                differs = _differs(reference, _trial(stack, saved, *batch))
+            except Exception as e:  # noqa: BLE001 - the vmap step works: fall back to it
+                differs = _reason(e)
+            if differs:
+                stack.fused, stack.fused_off = None, f"stacked kernels differ from vmap: {differs}"
     finally:
         stack.params, stack.buffers = saved
         stack.train(True)
         ckpt.set_rng_state(rng)
+    return None
+
+
+def _reason(e: Exception) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}"
+
+
+def _trial(stack: Stack, saved: tuple[dict, dict], xs: torch.Tensor, ys: torch.Tensor,
+           x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One train step's terms and gradients, then one eval batch's terms, on fresh copies."""
+    torch.manual_seed(0)  # both trials draw the same dropout masks / noise
+    stack.params = {n: p.detach().clone().requires_grad_(p.requires_grad) for n, p in saved[0].items()}
+    stack.buffers = {n: b.clone() for n, b in saved[1].items()}
+    stack.train(True)
+    terms = stack.terms(xs, ys)
+    terms["loss"].sum().backward()
+    stack.train(False)
+    with torch.no_grad():
+        evals = stack.eval_terms(x, y)
+    out = {f"train {k}": v.detach() for k, v in terms.items()}
+    out.update({f"eval {k}": v for k, v in evals.items()})
+    out.update({f"grad {n}": p.grad for n, p in stack.params.items() if p.grad is not None})
+    out.update({f"buffer {n}": b for n, b in stack.buffers.items()})
+    return out
+
+
+def _differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> str | None:
+    if a.keys() != b.keys():
+        return f"different results: {sorted(a.keys() ^ b.keys())}"
+    for key, va in a.items():
+        vb = b[key].to(va.dtype)
+        scale = float(va.abs().max()) if va.numel() and va.is_floating_point() else 1.0
+        if va.shape != vb.shape or not torch.allclose(va, vb, rtol=1e-4, atol=1e-6 * max(scale, 1.0)):
+            return f"{key} differs"
     return None
 
 

@@ -89,3 +89,7 @@ class VAE(nn.Module):
 
     def loss(self, out: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return elbo_terms(out, x, self.beta, self.likelihood)
+
+    def loss_per_sample(self, out: dict[str, torch.Tensor], x: torch.Tensor,
+                        y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return elbo_terms(out, x, self.beta, self.likelihood, per_sample=True)

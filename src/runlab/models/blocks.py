@@ -55,12 +55,14 @@ class ConvEncoder(nn.Module):
             c_in = c
         self.net = nn.Sequential(*layers)
         shapes = [tuple(input_shape)]
-        with torch.no_grad():  # shape inference only; consumes no randomness
+        self.net.eval()  # shape inference only: BatchNorm must not count this batch
+        with torch.no_grad():  # consumes no randomness
             h = torch.zeros(1, *input_shape)
             for layer in self.net:
                 h = layer(h)
                 if isinstance(layer, conv):
                     shapes.append(tuple(h.shape[1:]))
+        self.net.train()
         self.shapes = shapes  # input shape, then each conv output (C, *spatial)
         self.out_dim = int(torch.tensor(shapes[-1]).prod())
 
