@@ -150,15 +150,17 @@ def _stacked_form(module: nn.Module) -> type[_Stacked] | None:
     return None
 
 
-def _unsupported(name: str, module: nn.Module) -> str | None:
-    """Why `module` (a leaf without a stacked form) cannot run on the folded batch."""
-    if isinstance(module, nn.Flatten) and module.start_dim != 0:
-        return None
-    if isinstance(module, nn.Unflatten) and module.dim != 0:
-        return None
-    if isinstance(module, PER_SAMPLE):
-        return None
-    return f"layer {name or 'model'} ({type(module).__name__}) has no stacked form"
+def _acts_per_sample(module: nn.Module) -> bool:
+    """Whether a leaf without tensors leaves dim 0 (the samples) alone."""
+    if isinstance(module, nn.Flatten):
+        return module.start_dim != 0
+    if isinstance(module, nn.Unflatten):
+        return module.dim != 0
+    return isinstance(module, PER_SAMPLE)
+
+
+def _holds_tensors(module: nn.Module) -> bool:
+    return any(t is not None for t in (*module._parameters.values(), *module._buffers.values()))
 
 
 class FusedStep:
@@ -194,25 +196,20 @@ class FusedStep:
 def fuse(stack: Stack) -> tuple[FusedStep | None, str | None]:
     """The stacked-kernel step of `stack`'s model, or (None, why not)."""
     step = stack.template
-    if any(True for _ in step.loss.parameters()) or any(True for _ in step.loss.buffers()):
+    if any(_holds_tensors(m) for m in step.loss.modules()):
         return None, "the loss has parameters or buffers"
     model = step.model
     plan: dict[str, type[_Stacked]] = {}
     for name, module in model.named_modules():
+        what = f"{name or 'model'} ({type(module).__name__})"
         if list(module.children()):
-            if module._parameters or module._buffers:
-                return None, f"module {name or 'model'} ({type(module).__name__}) holds tensors itself"
-            continue
-        form = _stacked_form(module)
-        if form is not None:
-            plan[name] = form
-            continue
-        if module._parameters or module._buffers:
-            return None, f"layer {name or 'model'} ({type(module).__name__}) has no stacked form"
-        why = _unsupported(name, module)
-        if why:
-            return None, why
-    fused = copy.deepcopy(model)
+            if _holds_tensors(module):
+                return None, f"module {what} holds tensors itself"
+        elif _stacked_form(module) is not None:
+            plan[name] = _stacked_form(module)
+        elif _holds_tensors(module) or not _acts_per_sample(module):
+            return None, f"layer {what} has no stacked form"
+    fused = copy.deepcopy(model)  # runs the model's own forward code; its layers are replaced
     for name, form in plan.items():
         layer = form(stack, f"model.{name}." if name else "model.", model.get_submodule(name))
         if not name:  # the model is a single layer
@@ -220,6 +217,4 @@ def fuse(stack: Stack) -> tuple[FusedStep | None, str | None]:
             continue
         parent, _, leaf = name.rpartition(".")
         setattr(fused.get_submodule(parent), leaf, layer)
-    for p in fused.parameters():  # leftovers of replaced layers are gone; nothing else holds any
-        raise AssertionError(f"fused model still holds a parameter of shape {tuple(p.shape)}")
     return FusedStep(stack, fused), None
