@@ -10,7 +10,7 @@ import torch
 from runlab.data.base import DatasetMeta
 from runlab.data.loader import split
 from runlab.hparams import HPARAM_SCHEDULES, build_schedule
-from runlab.losses import compute_terms
+from runlab.losses import compute_terms, has_per_sample
 from runlab.optim import build_optimizer, build_scheduler
 from runlab.registry import DATASETS, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS
 from runlab.train.api import prepare
@@ -74,6 +74,31 @@ def test_every_loss_gives_a_finite_scalar(name):
         if name == "cross_entropy":
             assert "acc" in terms
     assert terms["loss"].ndim == 0 and torch.isfinite(terms["loss"])
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_per_sample_terms_average_to_the_batch_terms(name):
+    """What stacked seed ensembles rely on: each term's per-sample values (N,) have the
+    batch value as their mean."""
+    loss = LOSSES.get(name).obj()
+    assert has_per_sample(loss)
+    g = torch.Generator().manual_seed(0)
+    if name == "elbo":
+        torch.manual_seed(0)
+        x = torch.randn(6, 5, generator=g)
+        out = MODELS.get("vae").obj(meta=FLAT)(x)
+        args = (out, x, None, loss, True, False)
+    else:
+        classes = name in ("cross_entropy", "bce")
+        shape = (6, 3) if classes else (6, 3, 2)  # (N, C) logits; (N, ...) regression values
+        out = torch.randn(*shape, generator=g)
+        target = torch.randint(0, 3, (6,), generator=g) if classes else torch.randn(*shape, generator=g)
+        args = (out, None, target, loss, False, name == "cross_entropy")
+    whole, per = compute_terms(*args), compute_terms(*args, per_sample=True)
+    assert whole.keys() == per.keys()
+    for k in whole:
+        assert per[k].shape == (6,)
+        torch.testing.assert_close(per[k].mean(), whole[k])
 
 
 # Optimisers the Trainer cannot drive, with the reason the validator gives.

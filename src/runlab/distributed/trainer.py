@@ -152,11 +152,11 @@ class DistributedTrainer(Trainer):
         return {"rng": ckpt.rng_state(), "window": self.window.state_dict(),
                 "epoch_acc": self.epoch_acc.state_dict()}
 
-    def save_checkpoint(self) -> None:
-        """Collective: every rank hands rank 0 its state, rank 0 writes the file."""
+    def save_checkpoint(self, also_best: bool = False) -> None:
+        """Collective: every rank hands rank 0 its state, rank 0 writes the file(s)."""
         self._ranks = self.ctx.gather(self.rank_state())
         try:
-            super().save_checkpoint()
+            super().save_checkpoint(also_best)
         finally:
             self._ranks = None
         self._last_ckpt = time.monotonic()  # on every rank, so the time test stays alike

@@ -9,7 +9,6 @@ ordinary Trainer, and the ensemble resumes by stacking its members' checkpoints 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 
 from runlab.runs.folder import RunRecord
 from runlab.train.events import Callback, TrainState, emit, log_scalars
-from runlab.train.metrics import Summary, goal
+from runlab.train.metrics import Summary, improves
 
 SHARED_OPT_STATE = ("step",)  # optimiser state entries that are per tensor, not per element
 
@@ -59,10 +58,7 @@ class Member:
     def improved(self) -> bool:
         """Whether the monitored metric beat the best so far (then it becomes the best)."""
         value = self.state.metrics.get(self.monitor)
-        if value is None or not math.isfinite(value):
-            return False
-        better = self.best_value is None or (
-            value < self.best_value if goal(self.monitor) == "min" else value > self.best_value)
+        better = improves(value, self.best_value, self.monitor)
         if better:
             self.best_value = value
         return better

@@ -17,6 +17,13 @@ def goal(metric: str) -> str:
     return "max" if any(h in leaf for h in MAXIMIZE_HINTS) else "min"
 
 
+def improves(value: float | None, best: float | None, metric: str) -> bool:
+    """Whether `value` of `metric` beats `best` (None: no best yet); NaN and inf never do."""
+    if value is None or not math.isfinite(value):
+        return False
+    return best is None or (value < best if goal(metric) == "min" else value > best)
+
+
 class Accumulator:
     """Sample-weighted sums of a fixed set of terms, kept on the device.
 

@@ -26,7 +26,7 @@ from runlab.losses import compute_terms
 from runlab.runs import checkpoint as ckpt
 from runlab.train.build import PRECISION_DTYPES
 from runlab.train.events import Callback, TrainState, emit, log_scalars
-from runlab.train.metrics import Accumulator, Summary, goal
+from runlab.train.metrics import Accumulator, Summary, improves
 
 
 class NonFiniteLoss(RuntimeError):
@@ -198,11 +198,13 @@ class Trainer:
             self.progress.end_epoch({k: s.metrics[k] for k in shown})
         self._emit("on_epoch_end")
         self.flush_logs()
-        self.maybe_save_best()
+        best = self.improved()
         every = self.cfg["trainer"]["checkpoint_every"]
         due = bool(every) and s.epoch % every == 0 or self._ckpt_due
         if due or s.epoch >= self.max_epochs or s.should_stop or self.stop_signal is not None:
-            self.save_checkpoint()
+            self.save_checkpoint(also_best=best)  # one serialisation for both files
+        elif best:
+            ckpt.save_atomic(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt")
         if self.on_epoch is not None:
             self.on_epoch(self)
 
@@ -265,15 +267,14 @@ class Trainer:
         minutes = self.cfg["trainer"]["checkpoint_every_minutes"]
         return bool(minutes) and time.monotonic() - self._last_ckpt >= 60 * minutes
 
-    def maybe_save_best(self) -> None:
+    def improved(self) -> bool:
+        """Whether the monitored metric beat the best so far (it becomes the best); only
+        where checkpoints are written."""
         value = self.state.metrics.get(self.monitor)
-        if value is None or self.run_dir is None:
-            return
-        better = self.best_value is None or (
-            value < self.best_value if goal(self.monitor) == "min" else value > self.best_value)
+        better = self.run_dir is not None and improves(value, self.best_value, self.monitor)
         if better:
             self.best_value = value
-            ckpt.save_atomic(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt")
+        return better
 
     def checkpoint(self) -> dict[str, Any]:
         s = self.state
@@ -299,13 +300,15 @@ class Trainer:
             },
         }
 
-    def save_checkpoint(self) -> None:
-        """Write last.pt. Pending callback scalars go into it rather than into metrics.csv,
-        so when (and whether) checkpoints happen never changes what gets logged."""
+    def save_checkpoint(self, also_best: bool = False) -> None:
+        """Write last.pt (and best.pt, the same checkpoint, with `also_best`). Pending
+        callback scalars go into it rather than into metrics.csv, so when (and whether)
+        checkpoints happen never changes what gets logged."""
         if self.run_dir is None:
             return
         self.writer.flush()
-        ckpt.save_atomic(self.checkpoint(), self.run_dir / "checkpoints" / "last.pt")
+        names = ("last.pt", "best.pt") if also_best else ("last.pt",)
+        ckpt.save_atomic(self.checkpoint(), *(self.run_dir / "checkpoints" / n for n in names))
         self._last_ckpt, self._ckpt_due = time.monotonic(), False
 
     def load_checkpoint(self, state: dict[str, Any]) -> None:
