@@ -86,3 +86,37 @@ def test_one_checkpoint_written_to_several_paths(tmp_path: Path) -> None:
     assert torch.equal(ckpt.load(best)["v"], torch.arange(3))
     assert torch.equal(ckpt.load(last)["v"], torch.arange(3))
     assert sorted(p.name for p in best.parent.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_background_saver_writes_the_state_at_submit_in_order(tmp_path: Path) -> None:
+    saver = ckpt.BackgroundSaver()
+    weights = torch.zeros(3)
+    for value in (1.0, 2.0, 3.0):
+        weights.fill_(value)
+        saver.submit({"w": weights}, tmp_path / "last.pt", tmp_path / "best.pt")
+    weights.fill_(99.0)  # after submit: not in any file
+    saver.wait()
+    for name in ("last.pt", "best.pt"):
+        assert torch.equal(ckpt.load(tmp_path / name)["w"], torch.full((3,), 3.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temp files left
+
+
+def test_background_saver_reraises_a_failed_write(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    saver = ckpt.BackgroundSaver()
+    saver.submit({"w": torch.zeros(1)}, tmp_path / "file" / "last.pt")  # a file is not a folder
+    with pytest.raises(OSError):
+        saver.wait()
+    saver.wait()  # reported once
+
+
+def test_python_rng_state_is_one_tensor_and_older_checkpoints_still_load(tmp_path: Path) -> None:
+    random.seed(3)
+    older = random.getstate()  # what checkpoints held before: a tuple of 625 ints
+    ckpt.save_atomic({"rng": ckpt.rng_state()}, tmp_path / "last.pt")
+    expected = random.random()
+    state = ckpt.load(tmp_path / "last.pt")["rng"]
+    assert torch.is_tensor(state["python"][1])
+    for python in (state["python"], older):
+        ckpt.set_rng_state({**state, "python": python})
+        assert random.random() == expected

@@ -224,6 +224,8 @@ def _run(session) -> int:
             m.finish("interrupted", signal=name)
         return 128 + e.signum
     except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-reported
+        with contextlib.suppress(Exception):  # what was submitted before the failure still lands
+            trainer.saver.wait()
         traceback.print_exc()
         err = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
         for m in trainer.active:

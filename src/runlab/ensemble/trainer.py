@@ -57,6 +57,7 @@ class EnsembleTrainer:
         self.epoch = self.step = self.batch_in_epoch = 0
         self.stop_signal: int | None = None
         self._last_ckpt = time.monotonic()
+        self.saver = ckpt.BackgroundSaver()  # K checkpoints at a time: written while training goes on
         self.hparams: dict[str, float] = {}
 
     @property
@@ -72,6 +73,7 @@ class EnsembleTrainer:
             self.train_epoch()
             if self.stop_signal is not None:
                 self.save_checkpoints()
+                self.saver.wait()  # the checkpoints to resume from are on disk
                 raise Interrupted(self.stop_signal)
             val = self.evaluate("val") if (self.epoch + 1) % self.val_every == 0 else {}
             for m in self.active:
@@ -79,8 +81,10 @@ class EnsembleTrainer:
             self.emit("on_validation_end")
             self.end_epoch(val)
             if self.stop_signal is not None:
+                self.saver.wait()
                 raise Interrupted(self.stop_signal)
         self.complete(self.active)
+        self.saver.wait()  # also when no member completed
 
     def train_epoch(self) -> None:
         self.stack.train(True)
@@ -167,7 +171,7 @@ class EnsembleTrainer:
             names = [name for name, wanted in (("best.pt", m.improved()), ("last.pt", due or m.state.should_stop))
                      if wanted]
             if names:  # best and last of the same moment hold the same checkpoint: written once
-                ckpt.save_atomic(self.checkpoint(m), *(m.record.dir / "checkpoints" / n for n in names))
+                self.saver.submit(self.checkpoint(m), *(m.record.dir / "checkpoints" / n for n in names))
             m.record.update(epoch=self.epoch, step=self.step, summary=m.summary.data)
         self.complete([m for m in self.active if m.state.should_stop])
 
@@ -178,6 +182,7 @@ class EnsembleTrainer:
         test = {}
         if self.cfg["trainer"]["test"] and "test" in self.eval_loaders:
             test = self.evaluate("test")
+        self.saver.wait()  # their checkpoints are on disk before they say "completed"
         for m in members:
             mine = {k: v[m.index] for k, v in test.items()}
             m.state.metrics.update(mine)
@@ -272,5 +277,5 @@ class EnsembleTrainer:
     def save_checkpoints(self) -> None:
         for m in self.active:
             m.flush()
-            ckpt.save_atomic(self.checkpoint(m), m.record.dir / "checkpoints" / "last.pt")
+            self.saver.submit(self.checkpoint(m), m.record.dir / "checkpoints" / "last.pt")
         self._last_ckpt = time.monotonic()

@@ -6,11 +6,14 @@ replaces the old one by an atomic rename after its bytes are on disk.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import shutil
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -23,6 +26,10 @@ def save_atomic(obj: dict[str, Any], *paths: Path) -> None:
     temp file is fsynced before its rename, and each folder once after all renames:
     per extra path that saves a serialisation and a folder fsync (on small models
     checkpoint fsyncs cost as much as an epoch's training)."""
+    _write_atomic(lambda f: torch.save(obj, f), paths)
+
+
+def _write_atomic(write: Callable[[BinaryIO], Any], paths: tuple[Path, ...]) -> None:
     targets = [Path(p) for p in paths]
     tmps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
     try:
@@ -30,7 +37,7 @@ def save_atomic(obj: dict[str, Any], *paths: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 if i == 0:
-                    torch.save(obj, f)
+                    write(f)
                 else:
                     with open(tmps[0], "rb") as first:
                         shutil.copyfileobj(first, f)
@@ -49,6 +56,36 @@ def save_atomic(obj: dict[str, Any], *paths: Path) -> None:
             os.close(dir_fd)
 
 
+class BackgroundSaver:
+    """`save_atomic` with the file writes and fsyncs on one background thread, in order,
+    while training goes on. The checkpoint is serialised on the caller's thread, so
+    what is written is the state at `submit`. `wait()` before anything that needs the
+    files on disk (a run's end, an interruption); it re-raises a failed write.
+
+    Example:
+        >>> saver = BackgroundSaver()
+        >>> saver.submit(trainer_state, run_dir / "checkpoints" / "last.pt")
+        >>> saver.wait()
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def submit(self, obj: dict[str, Any], *paths: Path) -> None:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        data = buffer.getbuffer()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="runlab-checkpoints")
+        self._pending.append(self._pool.submit(_write_atomic, lambda f: f.write(data), paths))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with `weights_only=True` (no arbitrary code from pickles)."""
     return torch.load(path, map_location=map_location, weights_only=True)
@@ -58,7 +95,7 @@ def rng_state() -> dict[str, Any]:
     """Every global RNG the run draws from (numpy's state as plain lists for weights_only)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {
-        "python": random.getstate(),
+        "python": _python_state(),
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
         "torch": torch.get_rng_state(),
     }
@@ -67,8 +104,15 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def _python_state() -> list[Any]:
+    """`random.getstate()` with its 625 ints as one tensor (pickled ~10x faster)."""
+    version, internal, gauss = random.getstate()
+    return [version, torch.tensor(internal, dtype=torch.int64), gauss]
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
+    internal = internal.tolist() if torch.is_tensor(internal) else internal  # older checkpoints: a tuple
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
