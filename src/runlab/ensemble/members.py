@@ -9,11 +9,13 @@ ordinary Trainer, and the ensemble resumes by stacking its members' checkpoints 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from runlab.config import config_hash
 from runlab.runs.folder import RunRecord
 from runlab.train.events import Callback, TrainState, emit, log_scalars
 from runlab.train.metrics import Summary, improves
@@ -42,6 +44,10 @@ class Member:
     @property
     def seed(self) -> int:
         return int(self.cfg["seed"])
+
+    @functools.cached_property
+    def config_hash(self) -> str:
+        return config_hash(self.cfg)  # for every checkpoint; the config never changes
 
     def log(self, scalars: dict[str, float]) -> None:
         """Like Trainer.log: scalars plus whatever callbacks left pending, at the current step."""

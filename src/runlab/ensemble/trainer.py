@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from runlab.config import config_hash
 from runlab.data.loader import MEMORY_LIMIT_BYTES, epoch_permutation, make_loader
 from runlab.ensemble.members import Member, slice_accumulator, slice_optimizer
 from runlab.ensemble.stacked import Stack
@@ -246,7 +245,7 @@ class EnsembleTrainer:
         """Member m's checkpoint in the single-run format (see Trainer.checkpoint)."""
         k = m.index
         return {
-            "format": 1, "csv_t0": m.csv.t0, "config_hash": config_hash(m.cfg),
+            "format": 1, "csv_t0": m.csv.t0, "config_hash": m.config_hash,
             "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
             "model": {n: t.clone() for n, t in m.state.model.state_dict().items()},
             "optimizer": slice_optimizer(self.optimizer.state_dict(), self.stack.trained, k),
