@@ -129,12 +129,16 @@ class ELBO(Loss):
         self.beta, self.likelihood = beta, likelihood
 
     def forward(self, out, target):
-        return self.per_sample(out, target, reduce=True)
+        return elbo_terms(self._checked(out), target, self.beta, self.likelihood)
 
-    def per_sample(self, out, target, reduce: bool = False):
+    def per_sample(self, out, target):
+        return elbo_terms(self._checked(out), target, self.beta, self.likelihood, per_sample=True)
+
+    @staticmethod
+    def _checked(out):
         if not isinstance(out, dict) or not {"recon", "mu", "logvar"} <= set(out):
             raise ValueError("loss 'elbo' needs a model whose forward returns recon, mu and logvar (e.g. vae)")
-        return elbo_terms(out, target, self.beta, self.likelihood, per_sample=not reduce)
+        return out
 
 
 class ModelLoss(Loss):

@@ -205,8 +205,8 @@ def fuse(stack: Stack) -> tuple[FusedStep | None, str | None]:
         if list(module.children()):
             if _holds_tensors(module):
                 return None, f"module {what} holds tensors itself"
-        elif _stacked_form(module) is not None:
-            plan[name] = _stacked_form(module)
+        elif (form := _stacked_form(module)) is not None:
+            plan[name] = form
         elif _holds_tensors(module) or not _acts_per_sample(module):
             return None, f"layer {what} has no stacked form"
     fused = copy.deepcopy(model)  # runs the model's own forward code; its layers are replaced
