@@ -132,9 +132,8 @@ def lockstep(cfg: dict[str, Any], tmp: Path) -> tuple[list[tuple[float, float]],
     next(hand)
     p = prepare(cfg)
     csv = CSVWriter(tmp / "runlab.csv")
-    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizer, p.device, csv,
-                      scheduled=p.scheduled, scheduler=p.scheduler, sched_interval=p.sched_interval,
-                      sched_monitor=p.sched_monitor, callbacks=p.callbacks, csv=csv)
+    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizers, p.device, csv,
+                      **p.trainer_kwargs(), callbacks=p.callbacks, csv=csv)
     trainer.max_epochs = 0
 
     def ours() -> None:

@@ -11,7 +11,7 @@ from runlab_testing import tiny_config
 
 def fit(cfg):
     p = prepare(cfg)
-    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizer, p.device, Writer(),
+    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizers, p.device, Writer(),
                       callbacks=p.callbacks)
     trainer.fit()
     return trainer

@@ -82,10 +82,8 @@ def _follow(ctx: Context) -> int:
         ctx.seed_rank(p.cfg["seed"])
         last = Path(plan["run_dir"]) / "checkpoints" / "last.pt"
         state = ckpt.load(last, map_location=p.device) if plan["resume"] else None
-        trainer = DistributedTrainer(ctx, p.cfg, p.splits, p.model, p.loss, p.optimizer, p.device,
-                                     MultiWriter([]), scheduled=p.scheduled, scheduler=p.scheduler,
-                                     sched_interval=p.sched_interval, sched_monitor=p.sched_monitor,
-                                     callbacks=list(p.callbacks))
+        trainer = DistributedTrainer(ctx, p.cfg, p.splits, p.model, p.loss, p.optimizers, p.device,
+                                     MultiWriter([]), **p.trainer_kwargs(), callbacks=list(p.callbacks))
         if state is not None:
             trainer.load_checkpoint(state)
         with _SignalStop(trainer):

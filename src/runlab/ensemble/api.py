@@ -46,6 +46,23 @@ def refusals(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
+def sequential_reason(cfg: dict[str, Any]) -> str | None:
+    """Why the seeds of `cfg` train one after another although nothing is refused: the
+    vectorised ensemble drives one optimizer over one default forward-loss step."""
+    from runlab.registry import MODELS
+
+    if cfg.get("optimizers"):
+        return "several optimizers (optimizers:) are not vectorised"
+    if cfg["optimizer"].get("groups") or cfg["optimizer"].get("no_decay_bias_norm"):
+        return "parameter groups (optimizer.groups / no_decay_bias_norm) are not vectorised"
+    if cfg.get("step"):
+        return f"a custom step (step: {cfg['step']['name']}) is not vectorised"
+    model = MODELS.get(cfg["model"]["name"]).obj
+    if callable(getattr(model, "training_step", None)):
+        return f"model {cfg['model']['name']!r} defines its own training_step, which is not vectorised"
+    return None
+
+
 def train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path,
                 run_dirs: list[Path] | None = None, vectorize: bool = True,
                 chunk: int | None = None, extra: dict[str, Any] | None = None) -> int:
@@ -73,6 +90,11 @@ def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs
     problems = refusals(cfg)
     if problems:
         raise ConfigError([*problems, "pass --no-vectorize to train the seeds one after another"])
+    reason = sequential_reason(cfg)
+    if reason is not None:
+        print(f"runlab: these seeds cannot be trained vectorised ({reason}); "
+              "training them one after another")
+        return _sequential(cfgs, runs_dir, dirs, extra)
     todo = [(c, d, _resume_state(c, d)) for c, d in zip(cfgs, dirs, strict=True) if not _completed(d)]
     codes = []
     for group in _by_progress(todo):

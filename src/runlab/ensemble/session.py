@@ -114,9 +114,10 @@ class Session:
             m.state.metrics, m.state.should_stop = dict(t["metrics"]), t["should_stop"]
             m.last_log_step = s["step"]
         first = states[0]
-        tr.optimizer.load_state_dict(stack_optimizer([s["optimizer"] for s in states], self.stack.trained))
-        if tr.scheduler is not None and first["scheduler"] is not None:
-            tr.scheduler.load_state_dict(first["scheduler"])
+        saved = [ckpt.optimizer_states(s)[ckpt.MAIN] for s in states]
+        tr.optimizer.load_state_dict(stack_optimizer([s["optimizer"] for s in saved], self.stack.trained))
+        if tr.scheduler is not None and saved[0]["scheduler"] is not None:
+            tr.scheduler.load_state_dict(saved[0]["scheduler"])
         tr.epoch, tr.step, tr.batch_in_epoch = first["epoch"], first["step"], first["batch_in_epoch"]
         tr.window.load_state_dict(stack_accumulators([s["trainer"]["window"] for s in states]), self.device)
         tr.epoch_acc.load_state_dict(stack_accumulators([s["trainer"]["epoch_acc"] for s in states]),

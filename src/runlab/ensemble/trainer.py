@@ -245,11 +245,12 @@ class EnsembleTrainer:
         """Member m's checkpoint in the single-run format (see Trainer.checkpoint)."""
         k = m.index
         return {
-            "format": 1, "csv_t0": m.csv.t0, "config_hash": m.config_hash,
+            "format": 2, "csv_t0": m.csv.t0, "config_hash": m.config_hash,
             "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
             "model": {n: t.clone() for n, t in m.state.model.state_dict().items()},
-            "optimizer": slice_optimizer(self.optimizer.state_dict(), self.stack.trained, k),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "optimizers": {ckpt.MAIN: {
+                "optimizer": slice_optimizer(self.optimizer.state_dict(), self.stack.trained, k),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}},
             "scaler": {},
             "rng": ckpt.rng_state(),
             "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(m.callbacks)},

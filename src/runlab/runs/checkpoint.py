@@ -91,6 +91,23 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+MAIN = "main"  # the optimizer of format-1 checkpoints (runlab.optim.MAIN)
+
+
+def optimizer_entry(optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """One optimizer's part of a checkpoint (format 2: `state["optimizers"][name]`)."""
+    return {"optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None}
+
+
+def optimizer_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A checkpoint's optimizers by name, each {optimizer, scheduler}. Format 1 held one
+    optimizer under `optimizer` / `scheduler`: it becomes the one named 'main'."""
+    if "optimizers" in state:
+        return state["optimizers"]
+    return {MAIN: {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}}
+
+
 def rng_state() -> dict[str, Any]:
     """Every global RNG the run draws from (numpy's state as plain lists for weights_only)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()

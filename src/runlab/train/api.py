@@ -31,13 +31,20 @@ class Prepared:
     splits: Any
     model: Any
     loss: Any
-    optimizer: Any
-    scheduler: Any
-    sched_interval: str
-    sched_monitor: str | None
+    optimizers: dict  # name -> runlab.optim.OptimizerSlot
     scheduled: list
     device: Any
     callbacks: list = field(default_factory=list)
+    step: Any = None  # the `step:` component, if the config names one
+
+    @property
+    def optimizer(self) -> Any:
+        """The first (or only) optimizer."""
+        return next(iter(self.optimizers.values())).optimizer
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The Trainer's keyword arguments that come from the config."""
+        return {"scheduled": self.scheduled, "step": self.step}
 
 
 def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
@@ -45,11 +52,12 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     `splits`: the data already built from this `cfg["data"]` (an ensemble's seeds share it)."""
     import torch
 
-    from runlab.optim import build_optimizer, build_scheduler
+    from runlab.optim import build_optimizers
     from runlab.registry import CALLBACKS
     from runlab.runs.checkpoint import seed_everything
     from runlab.train.build import build_model_and_loss, build_splits, resolve_device
     from runlab.train.callbacks import EarlyStopping
+    from runlab.train.step import build_step
 
     validate_config(cfg)
     device = resolve_device(str(cfg["trainer"]["device"]))
@@ -63,22 +71,18 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
         problems = validate_diagnostics(cfg["diagnostics"], built.model, splits.meta)
         if problems:
             raise ConfigError(problems)
-    try:
-        optimizer = build_optimizer(cfg["optimizer"], built.model.parameters())
-        n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
-        steps = max(1, n_batches // cfg["trainer"]["accumulate"])
-        scheduler, interval, monitor = build_scheduler(
-            cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"], steps)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"optimizer/scheduler: {e}") from None
+    n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
+    steps = max(1, n_batches // cfg["trainer"]["accumulate"])
+    optimizers = build_optimizers(cfg, built.model, cfg["trainer"]["max_epochs"], steps)
+    step = build_step(cfg["step"])
     callbacks = [CALLBACKS.get(c["name"]).obj(**{k: v for k, v in c.items() if k != "name"})
                  for c in cfg["callbacks"]]
     if cfg["trainer"]["early_stopping"]:
         callbacks.append(EarlyStopping(**cfg["trainer"]["early_stopping"]))
     if cfg["trainer"]["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    return Prepared(cfg, splits, built.model, built.loss, optimizer, scheduler, interval,
-                    monitor, built.scheduled, device, callbacks)
+    return Prepared(cfg, splits, built.model, built.loss, optimizers, built.scheduled, device,
+                    callbacks, step)
 
 
 def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal,
@@ -170,9 +174,8 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             from runlab.diagnostics.runner import DiagnosticsCallback
 
             callbacks.append(DiagnosticsCallback(p.cfg["diagnostics"], run_dir, p.cfg["seed"]))
-        trainer = (trainer_factory or Trainer)(p.cfg, p.splits, p.model, p.loss, p.optimizer, p.device, writer,
-                          scheduled=p.scheduled, scheduler=p.scheduler,
-                          sched_interval=p.sched_interval, sched_monitor=p.sched_monitor,
+        trainer = (trainer_factory or Trainer)(p.cfg, p.splits, p.model, p.loss, p.optimizers, p.device,
+                          writer, **p.trainer_kwargs(),
                           callbacks=callbacks, run_dir=run_dir, progress=console, csv=csv,
                           on_epoch=lambda t: record.update(epoch=t.state.epoch, step=t.state.step,
                                                            summary=t.summary.data))

@@ -7,6 +7,7 @@ that raises is named in the error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 EVENTS = (
     "on_fit_start",  # after everything is built (and restored on resume), before the first step
     "on_epoch_start",
+    "on_before_backward",  # a loss is about to be backpropagated (state.terms: the step's terms)
+    "on_before_optimizer_step",  # gradients are final (unscaled when clipping); state.optimizer_name
+    "on_after_optimizer_step",  # parameters updated, gradients not yet zeroed; state.optimizer_name
     "on_train_batch_end",  # after the optimiser step; state.step already incremented
+    "on_evaluate_start",  # before the val or test split is evaluated; state.evaluating names it
+    "on_evaluate_end",  # after that evaluation (before its values are logged)
     "on_validation_end",  # state.metrics holds this epoch's val/* values
     "on_epoch_end",  # after validation and logging of the epoch; state.epoch = epochs finished
     "on_fit_end",  # after the test split was evaluated; state.metrics holds test/*
@@ -36,7 +42,7 @@ class TrainState:
     run_dir: Path | None
     meta: DatasetMeta
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # the first (or only) optimizer
     device: torch.device
     writer: Writer
     max_epochs: int
@@ -49,6 +55,12 @@ class TrainState:
     pending: dict[str, float] = field(default_factory=dict)  # scalars logged by callbacks
     train_data: Any = None  # (x, y) tensors of the train split
     val_data: Any = None  # (x, y) tensors of the validation split, or None
+    optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)  # all, by name
+    optimizer_name: str = ""  # the optimizer being stepped (optimizer-step events)
+    terms: dict[str, Any] = field(default_factory=dict)  # the step's terms (on_before_backward)
+    evaluating: str = ""  # the split being evaluated ("val" or "test"), else ""
+    # Writes the run's checkpoint, as the Trainer would, to a path (None: no run folder)
+    write_checkpoint: Callable[[Path], None] | None = None
 
     def log(self, name: str, value: float) -> None:
         """Log a scalar at the current step (any name, at any time)."""
@@ -61,7 +73,12 @@ class Callback:
 
     def on_fit_start(self, state: TrainState) -> None: ...
     def on_epoch_start(self, state: TrainState) -> None: ...
+    def on_before_backward(self, state: TrainState) -> None: ...
+    def on_before_optimizer_step(self, state: TrainState) -> None: ...
+    def on_after_optimizer_step(self, state: TrainState) -> None: ...
     def on_train_batch_end(self, state: TrainState) -> None: ...
+    def on_evaluate_start(self, state: TrainState) -> None: ...
+    def on_evaluate_end(self, state: TrainState) -> None: ...
     def on_validation_end(self, state: TrainState) -> None: ...
     def on_epoch_end(self, state: TrainState) -> None: ...
     def on_fit_end(self, state: TrainState) -> None: ...
