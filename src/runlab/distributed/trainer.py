@@ -69,7 +69,7 @@ def shard_weights(n: int, batch_size: int, drop_last: bool, rank: int, world: in
 
 def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
     """Every process must get at least one sample of every training batch and of each
-    evaluation split; raises ConfigError (before any training) when one would not."""
+    evaluation split, and the step must be the default one; raises ConfigError (before any training) when one would not."""
     d, problems = cfg["data"], []
     n = len(splits.train[0])
     last = batch_bounds(n, d["batch_size"], d["drop_last"])[-1:]
@@ -82,6 +82,13 @@ def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
         if data is not None and len(data[0]) < world:
             problems.append(f"data: the {name} split holds {len(data[0])} samples, fewer than the "
                             f"{world} processes")
+    from runlab.registry import MODELS
+
+    model = MODELS.get(cfg["model"]["name"]).obj
+    if cfg.get("step") or callable(getattr(model, "training_step", None)):
+        problems.append("step: a custom training_step does not run data-parallel (--nproc) yet: DDP "
+                        "averages gradients in the model's forward, which a custom step may bypass; "
+                        "train it in one process")
     if problems:
         raise ConfigError(problems)
 

@@ -49,7 +49,8 @@ def refusals(cfg: dict[str, Any]) -> list[str]:
 def sequential_reason(cfg: dict[str, Any]) -> str | None:
     """Why the seeds of `cfg` train one after another although nothing is refused: the
     vectorised ensemble drives one optimizer over one default forward-loss step."""
-    from runlab.registry import MODELS
+    from runlab.registry import CALLBACKS, MODELS
+    from runlab.train.events import vectorizable
 
     if cfg.get("optimizers"):
         return "several optimizers (optimizers:) are not vectorised"
@@ -60,6 +61,9 @@ def sequential_reason(cfg: dict[str, Any]) -> str | None:
     model = MODELS.get(cfg["model"]["name"]).obj
     if callable(getattr(model, "training_step", None)):
         return f"model {cfg['model']['name']!r} defines its own training_step, which is not vectorised"
+    for c in cfg["callbacks"]:
+        if not vectorizable(CALLBACKS.get(c["name"]).obj):
+            return f"callback {c['name']!r} needs the single-run trainer's events"
     return None
 
 

@@ -32,6 +32,10 @@ EVENTS = (
     "on_fit_end",  # after the test split was evaluated; state.metrics holds test/*
 )
 
+# Events the vectorised seed ensemble does not emit (its step and evaluation are stacked).
+SINGLE_RUN_EVENTS = ("on_before_backward", "on_before_optimizer_step", "on_after_optimizer_step",
+                     "on_evaluate_start", "on_evaluate_end")
+
 
 @dataclass
 class TrainState:
@@ -71,6 +75,10 @@ class Callback:
     """Base class: override the events you need. State for resume goes through
     `state_dict` / `load_state_dict` and lands in the checkpoint."""
 
+    # False for callbacks that need what only the single-run Trainer gives (the events of
+    # SINGLE_RUN_EVENTS, `state.write_checkpoint`): `--seeds` then trains seeds one by one.
+    vectorizable = True
+
     def on_fit_start(self, state: TrainState) -> None: ...
     def on_epoch_start(self, state: TrainState) -> None: ...
     def on_before_backward(self, state: TrainState) -> None: ...
@@ -92,6 +100,12 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def vectorizable(cls: type) -> bool:
+    """Whether a callback class works in a vectorised seed ensemble."""
+    overrides = any(getattr(cls, e, None) is not getattr(Callback, e) for e in SINGLE_RUN_EVENTS)
+    return cls.vectorizable and not overrides
 
 
 def emit(callbacks: list[Callback], event: str, state: TrainState, where: str = "") -> None:

@@ -93,8 +93,8 @@ class Trainer:
         self.state.write_checkpoint = self.write_checkpoint if run_dir is not None else None
         # The step: the default forward-loss-backward-step, or the user's own.
         self.user_step = user_step(model, step)
-        self.ctx = StepContext(self) if self.user_step is not None else None
-        if self.ctx is not None:
+        self.step_ctx = StepContext(self) if self.user_step is not None else None
+        if self.step_ctx is not None:
             self.train_step, self.end_step = self.custom_train_step, self.custom_end_step
         else:
             self.train_step, self.end_step = self.forward_backward, self.optimizer_step
@@ -198,7 +198,7 @@ class Trainer:
     def custom_train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The user's `training_step`; a returned `loss` is backpropagated unless the step
         called `ctx.backward` / `ctx.step` itself (runlab.train.step)."""
-        ctx = self.ctx
+        ctx = self.step_ctx
         ctx.begin()
         terms = ctx.terms(self.user_step.training_step((x, y), ctx), "training_step")
         loss = terms.get("loss")
@@ -208,10 +208,10 @@ class Trainer:
         return terms
 
     def custom_end_step(self) -> None:
-        if not self.ctx.manual:
+        if not self.step_ctx.manual:
             self.optimizer_step()
             return
-        if self.ctx.stepped:
+        if self.step_ctx.stepped:
             self.scaler.update()
         for slot in self.slots.values():  # no gradient of this step leaks into the next
             slot.optimizer.zero_grad(set_to_none=True)
@@ -240,8 +240,8 @@ class Trainer:
             return compute_terms(out, x, y, self.loss, self.reconstructs, self.classification)
 
     def custom_eval_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.ctx.begin()
-        return self.ctx.terms(self.user_step.validation_step((x, y), self.ctx), "validation_step")
+        self.step_ctx.begin()
+        return self.step_ctx.terms(self.user_step.validation_step((x, y), self.step_ctx), "validation_step")
 
     def end_epoch(self, val: dict[str, float]) -> None:
         s = self.state
