@@ -140,20 +140,20 @@ def assign_params(specs: dict[str, dict[str, Any]],
                                     f"optimizer {owner[n]!r}; give each parameter one optimizer")
                 owner.setdefault(n, opt)
     rest = [opt for opt, spec in specs.items() if spec.get("params") is None]
-    for n, _ in named:
-        if n not in owner:
-            if rest:
-                owner[n] = rest[0]
-            else:
-                problems.append(f"optimizers: parameter {n!r} is in no optimizer's params; add its "
-                                "module to one, or leave one optimizer without params to take the rest")
+    left = [n for n, _ in named if n not in owner]
+    if rest:
+        owner.update((n, rest[0]) for n in left)
+    elif left:
+        problems.append(f"optimizers: parameters {', '.join(left)} are in no optimizer's params; add "
+                        "their modules to one, or leave one optimizer without params to take the rest")
     if problems:
         raise ConfigError(problems)
     return {opt: [(n, p) for n, p in named if owner[n] == opt] for opt in specs}
 
 
 def _no_match(key: str, prefix: str, named: list[tuple[str, nn.Parameter]]) -> str:
-    modules = sorted({n.rsplit(".", 1)[0] for n, _ in named if "." in n})
+    parts = [n.split(".")[:-1] for n, _ in named]
+    modules = sorted({".".join(p[:i]) for p in parts for i in range(1, min(len(p), 2) + 1)})
     return (f"{key}: {prefix!r} names no parameter of the model.{did_you_mean(prefix, modules)} "
             f"Modules: {', '.join(modules) or 'none'}")
 

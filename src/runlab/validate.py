@@ -204,7 +204,7 @@ def check_optimizer(spec: Any, key: str, several: bool) -> list[str]:
     """One optimizer: its constructor parameters, `params`, `groups`, `no_decay_bias_norm`
     and (under `optimizers:`) its own `scheduler`."""
     problems = check_component(spec, key, OPTIMIZERS, skip=OPTIMIZER_KEYS)
-    if problems or not isinstance(spec, dict):
+    if not isinstance(spec, dict) or spec.get("name") not in OPTIMIZERS:
         return problems
     name = str(spec["name"]).lower()
     if name in UNSUPPORTED_OPTIMIZERS:
