@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests.ensemble.conftest import run_info, runs_by_seed, weights
+from tests.ensemble.conftest import PLUGIN, run_info, runs_by_seed, weights
 
 from runlab.ensemble.api import train_seeds
 from runlab.errors import ConfigError
-from runlab.train.api import resume
+from runlab.train.api import resume, train
 
 SEEDS = [0, 1]
 
@@ -105,3 +105,32 @@ def test_no_vectorize_trains_one_after_another(make_config, tmp_path: Path,
     runs = runs_by_seed(tmp_path)
     assert sorted(runs) == [2, 5]
     assert yaml.safe_load((runs[5] / "config.yaml").read_text())["seed"] == 5
+
+
+CUSTOM_STEPS = Path(__file__).parents[1] / "train" / "plugins" / "custom_steps.py"
+
+
+@pytest.mark.parametrize(("sections", "reason"), [
+    ({"model": {"name": "mlp_manual_step", "hidden": [16]}}, "defines its own training_step"),
+    ({"optimizer": {"name": "adamw", "lr": 1.0e-3}, "scheduler": None,
+      "optimizers": {"body": {"name": "adam", "lr": 0.01, "params": "body"},
+                     "head": {"name": "sgd", "lr": 0.1, "params": "head"}}}, "several optimizers"),
+    ({"callbacks": [{"name": "ema", "decay": 0.9}]}, "callback 'ema' needs the single-run"),
+])
+def test_custom_steps_and_several_optimizers_train_one_after_another(
+        sections, reason, make_config, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = make_config(trainer={"max_epochs": 1}, plugins=[str(PLUGIN), str(CUSTOM_STEPS)])
+    cfg.update(sections)
+    assert train_seeds(cfg, SEEDS, tmp_path) == 0
+    text = capsys.readouterr().out
+    assert "cannot be trained vectorised" in text and reason in text and "one after another" in text
+    runs = runs_by_seed(tmp_path)
+    assert sorted(runs) == SEEDS
+    assert all(run_info(r)["status"] == "completed" for r in runs.values())
+    # each member is the plain single run of its seed
+    alone = make_config(trainer={"max_epochs": 1}, plugins=[str(PLUGIN), str(CUSTOM_STEPS)], seed=SEEDS[1])
+    alone.update(sections)
+    assert train(alone, tmp_path / "alone") == 0
+    (single,) = runs_by_seed(tmp_path / "alone").values()
+    a, b = weights(single), weights(runs[SEEDS[1]])
+    assert all(torch.equal(a[k], b[k]) for k in a)
