@@ -71,7 +71,8 @@ def _follow(ctx: Context) -> int:
     from runlab.distributed.trainer import DistributedTrainer
     from runlab.logging.base import MultiWriter
     from runlab.runs import checkpoint as ckpt
-    from runlab.train.api import _SignalStop, prepare
+    from runlab.signals import StopFlag
+    from runlab.train.api import prepare
     from runlab.train.trainer import Interrupted
 
     plan = ctx.share()
@@ -86,7 +87,7 @@ def _follow(ctx: Context) -> int:
                                      MultiWriter([]), **p.trainer_kwargs(), callbacks=list(p.callbacks))
         if state is not None:
             trainer.load_checkpoint(state)
-        with _SignalStop(trainer):
+        with StopFlag(trainer):
             trainer.fit()
     except Interrupted as e:
         return 128 + e.signum

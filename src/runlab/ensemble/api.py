@@ -226,7 +226,8 @@ def _train_chunk(prepared: list, part: list[tuple], splits: Any, runs_dir: Path,
 
 def _run(session) -> int:
     from runlab import background
-    from runlab.train.api import _SignalStop, _wait_plots
+    from runlab.signals import StopFlag
+    from runlab.train.api import _wait_plots
     from runlab.train.trainer import Interrupted
 
     trainer = session.trainer
@@ -237,7 +238,7 @@ def _run(session) -> int:
     print(f"runlab: training seeds {seeds} vectorised in one process with {session.stack.method} "
           f"(ensemble {session.ensemble_id})")
     try:
-        with _SignalStop(trainer):
+        with StopFlag(trainer):
             trainer.fit()
     except Interrupted as e:
         name = signal.Signals(e.signum).name

@@ -19,7 +19,6 @@ from runlab.config import config_diff, config_hash, save_config, validate_config
 from runlab.errors import ConfigError
 from runlab.runs.folder import CaptureOutput, RunRecord, new_run_id, read_run_json
 
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
@@ -117,29 +116,6 @@ def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal
     return MultiWriter(writers), csv, console
 
 
-class _SignalStop:
-    """Turns stop signals into a flag the Trainer checks after each step."""
-
-    def __init__(self, trainer):
-        self.trainer, self.saved = trainer, {}
-
-    def __enter__(self):
-        for name in STOP_SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                self.saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.trainer.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.trainer.stop_signal = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-
 def create_run_dir(cfg: dict[str, Any], runs_dir: Path, run_dir: Path | None,
                    extra: dict[str, Any]) -> RunRecord:
     from runlab.runs.provenance import collect_provenance, write_provenance_files
@@ -160,6 +136,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
     """Train inside an existing run folder; record how it ended. Returns the exit code.
     `trainer_factory` builds the trainer in place of `Trainer` (runlab.distributed's)."""
     from runlab import background
+    from runlab.signals import StopFlag
     from runlab.train.trainer import Interrupted, Trainer
 
     run_dir = record.dir
@@ -187,7 +164,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
         background.prewarm()  # the drawing process imports matplotlib while training starts
         record.start()
         try:
-            with _SignalStop(trainer):
+            with StopFlag(trainer):
                 summary = trainer.fit()
         except Interrupted as e:
             name = signal.Signals(e.signum).name
