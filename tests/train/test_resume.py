@@ -377,3 +377,19 @@ def test_a_run_whose_process_died_before_training_began_shows_as_crashed():
     info = {"status": "created", "pid": gone.pid, "host": socket.gethostname(), "heartbeat": time.time()}
     assert effective_status(info) == "crashed"
     assert effective_status({**info, "pid": os.getpid()}) == "created"
+
+
+def test_a_format_1_checkpoint_still_resumes_exactly(tmp_path, data_root, references):
+    """Checkpoints written before several optimizers existed held one `optimizer` and
+    `scheduler`; they load as the optimizer `main`."""
+    _, run_dir, code, out = interrupt(tmp_path, data_root, references, "memory", "SIGTERM", "7")
+    assert code == 128 + signal.SIGTERM, out
+    last = run_dir / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    assert state["format"] == 2 and list(state["optimizers"]) == ["main"]
+    main = state.pop("optimizers")["main"]
+    state.update(format=1, optimizer=main["optimizer"], scheduler=main["scheduler"])
+    torch.save(state, last)
+
+    resume(run_dir)
+    assert_same_training(references.get("memory"), run_dir)

@@ -168,18 +168,18 @@ class DistributedTrainer(Trainer):
             self._ranks = None
         self._last_ckpt = time.monotonic()  # on every rank, so the time test stays alike
 
-    def checkpoint(self) -> dict[str, Any]:
+    def checkpoint(self) -> ckpt.Checkpoint:
         state = super().checkpoint()
         if self._ranks is not None:
-            state["ranks"] = self._ranks
+            state.extra["ranks"] = self._ranks
         return state
 
-    def load_checkpoint(self, state: dict[str, Any]) -> None:
+    def load_checkpoint(self, state: ckpt.Checkpoint) -> None:
         """Each rank takes its own state back. Resumed with another number of processes
         (the data order does not depend on it), rank 0 takes all the metric sums."""
         super().load_checkpoint(state)
-        t = state["trainer"]
-        ranks = state.get("ranks") or [{"rng": state["rng"], "window": t["window"],
+        t = state.trainer
+        ranks = state.extra.get("ranks") or [{"rng": state.rng, "window": t["window"],
                                         "epoch_acc": t["epoch_acc"]}]
         if len(ranks) == self.ctx.world:
             mine = ranks[self.ctx.rank]
@@ -187,7 +187,7 @@ class DistributedTrainer(Trainer):
         elif self.ctx.is_main:
             mine = {k: merge_accumulators([r[k] for r in ranks]) for k in ("window", "epoch_acc")}
         else:
-            self.ctx.seed_rank(self.cfg["seed"] + state["step"])
+            self.ctx.seed_rank(self.cfg["seed"] + state.step)
             self.window.reset()
             self.epoch_acc.reset()
             return

@@ -82,7 +82,7 @@ def _follow(ctx: Context) -> int:
         p = prepare(plan["cfg"])
         ctx.seed_rank(p.cfg["seed"])
         last = Path(plan["run_dir"]) / "checkpoints" / "last.pt"
-        state = ckpt.load(last, map_location=p.device) if plan["resume"] else None
+        state = ckpt.read(last, map_location=p.device) if plan["resume"] else None
         trainer = DistributedTrainer(ctx, p.cfg, p.splits, p.model, p.loss, p.optimizers, p.device,
                                      MultiWriter([]), **p.trainer_kwargs(), callbacks=list(p.callbacks))
         if state is not None:

@@ -145,7 +145,7 @@ def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> dict[str, Any] |
         diff = "\n    ".join(config_diff(stored, cfg))
         raise ConfigError(f"config of run {run_dir.name} no longer matches (stored -> given):\n    {diff}")
     last = run_dir / "checkpoints" / "last.pt"
-    return ckpt.load(last) if last.exists() else None
+    return ckpt.read(last) if last.exists() else None
 
 
 def _by_progress(todo: list[tuple]) -> list[list[tuple]]:
@@ -153,7 +153,7 @@ def _by_progress(todo: list[tuple]) -> list[list[tuple]]:
     groups: dict[tuple[int, int, int], list[tuple]] = {}
     for item in todo:
         s = item[2]
-        key = (s["epoch"], s["step"], s["batch_in_epoch"]) if s is not None else (0, 0, 0)
+        key = (s.epoch, s.step, s.batch_in_epoch) if s is not None else (0, 0, 0)
         groups.setdefault(key, []).append(item)
     return list(groups.values())
 

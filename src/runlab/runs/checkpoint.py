@@ -1,4 +1,6 @@
-"""Checkpoint I/O: atomic writes (temp file, fsync, rename) and RNG state capture.
+"""Checkpoints: the typed `Checkpoint` (one field per component's state_dict), written
+and read here only (`write`, `read`; atomic: temp file, fsync, rename), and RNG state
+capture.
 
 A crash while writing never damages the previous good checkpoint: the new file only
 replaces the old one by an atomic rename after its bytes are on disk.
@@ -12,11 +14,84 @@ import random
 import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+
+FORMAT = 2  # 1: one optimizer under `optimizer` / `scheduler`; 2: `optimizers` by name
+MAIN = "main"  # the optimizer of format-1 checkpoints (and of `optimizer:` configs)
+
+
+@dataclass
+class Checkpoint:
+    """Everything a run needs to continue bit for bit. On disk: `to_dict()` (plain dicts
+    and tensors, loadable with `torch.load(weights_only=True)`).
+
+    `optimizers`: name -> {"optimizer": state_dict, "scheduler": state_dict | None};
+    `callbacks`: "<index>:<class>" -> state_dict; `trainer`: the loop's own state
+    (metric accumulators, summary, best value, pending scalars, hparams, csv offset);
+    `extra`: what a strategy adds (distributed `ranks`, seed `ensemble`).
+
+    Example:
+        >>> state = read(run_dir / "checkpoints" / "last.pt")
+        >>> state.epoch, state.optimizers["main"]["optimizer"]["param_groups"][0]["lr"]
+    """
+
+    config: dict[str, Any]
+    config_hash: str
+    epoch: int
+    step: int
+    batch_in_epoch: int
+    model: dict[str, torch.Tensor]
+    optimizers: dict[str, dict[str, Any]]
+    scaler: dict[str, Any]
+    rng: dict[str, Any]
+    callbacks: dict[str, dict[str, Any]]
+    trainer: dict[str, Any]
+    csv_t0: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**out, **self.extra, "format": FORMAT}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Checkpoint:
+        """Any format: format 1's `optimizer` / `scheduler` become the optimizer 'main'."""
+        d = dict(d)
+        if "optimizers" not in d:
+            d["optimizers"] = {MAIN: {"optimizer": d.pop("optimizer"), "scheduler": d.pop("scheduler", None)}}
+        d.setdefault("config", {})
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in d.items() if k in names},
+                   extra={k: v for k, v in d.items() if k not in names})
+
+    def callback_state(self, index: int, callback: Any) -> dict[str, Any]:
+        return self.callbacks.get(callback_key(index, callback), {})
+
+
+def callback_key(index: int, callback: Any) -> str:
+    return f"{index}:{type(callback).__name__}"
+
+
+def optimizer_entry(optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """One optimizer's part of a checkpoint (`Checkpoint.optimizers[name]`)."""
+    return {"optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None}
+
+
+def write(state: Checkpoint, *paths: Path) -> None:
+    """Write `state` atomically to every one of `paths` (see `save_atomic`)."""
+    save_atomic(state.to_dict(), *paths)
+
+
+def read(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """The checkpoint at `path`, of any format."""
+    return Checkpoint.from_dict(load(path, map_location))
 
 
 def save_atomic(obj: dict[str, Any], *paths: Path) -> None:
@@ -87,25 +162,9 @@ class BackgroundSaver:
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True` (no arbitrary code from pickles)."""
+    """A checkpoint file as stored (a dict), loaded with `weights_only=True` (no
+    arbitrary code from pickles); `read` gives the typed `Checkpoint`."""
     return torch.load(path, map_location=map_location, weights_only=True)
-
-
-MAIN = "main"  # the optimizer of format-1 checkpoints (runlab.optim.MAIN)
-
-
-def optimizer_entry(optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """One optimizer's part of a checkpoint (format 2: `state["optimizers"][name]`)."""
-    return {"optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None}
-
-
-def optimizer_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """A checkpoint's optimizers by name, each {optimizer, scheduler}. Format 1 held one
-    optimizer under `optimizer` / `scheduler`: it becomes the one named 'main'."""
-    if "optimizers" in state:
-        return state["optimizers"]
-    return {MAIN: {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}}
 
 
 def rng_state() -> dict[str, Any]:

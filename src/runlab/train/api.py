@@ -91,7 +91,7 @@ def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal
     from runlab.logging.csv import CSVWriter
 
     lg = cfg["logging"]
-    csv = CSVWriter(run_dir / "metrics.csv", t0=resume_state["csv_t0"] if resume_state else None)
+    csv = CSVWriter(run_dir / "metrics.csv", t0=resume_state.csv_t0 if resume_state else None)
     writers: list = [csv]
     console = None
     if lg["console"]:
@@ -142,7 +142,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
     run_dir = record.dir
     marker = None
     if resume_state is not None:
-        marker = f"===== runlab: resumed at epoch {resume_state['epoch']} step {resume_state['step']} ====="
+        marker = f"===== runlab: resumed at epoch {resume_state.epoch} step {resume_state.step} ====="
     terminal = sys.stdout
     with CaptureOutput(run_dir / "stdout.log", marker):
         writer, csv, console = make_writers(p.cfg, run_dir, record, terminal, resume_state)
@@ -247,10 +247,10 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
     stored = load_config(run_dir / "config.yaml")
     cfg = stored if cfg is None else cfg
     last = run_dir / "checkpoints" / "last.pt"
-    state = ckpt.load(last) if last.exists() else None  # on the CPU, where RNG states must be
+    state = ckpt.read(last) if last.exists() else None  # on the CPU, where RNG states must be
     changes = config_diff(stored, cfg)
-    if state is not None and state["config_hash"] != config_hash(cfg):  # e.g. config.yaml edited
-        changes = changes or config_diff(state.get("config", {}), cfg)
+    if state is not None and state.config_hash != config_hash(cfg):  # e.g. config.yaml edited
+        changes = changes or config_diff(state.config, cfg)
     if changes and not force:
         diff = "\n    ".join(changes)
         raise ConfigError(f"config of run {info['id']} no longer matches the one it was trained with "
@@ -258,7 +258,7 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
     p = prepare(cfg)
     if changes and state is not None:
         try:  # a forced change must still fit the weights it continues from
-            p.model.load_state_dict(state["model"])
+            p.model.load_state_dict(state.model)
         except RuntimeError as e:
             raise ConfigError(f"checkpoint {last} does not fit the changed config: {e}") from None
     record = RunRecord.load(run_dir)
@@ -269,8 +269,8 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
         record.info["forced_changes"] = [*record.info.get("forced_changes", []), *changes]
     for tmp in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill during a checkpoint write
         tmp.unlink()
-    if state is not None and state["trainer"]["csv_offset"] is not None:
-        truncate_csv(run_dir / "metrics.csv", state["trainer"]["csv_offset"])
+    if state is not None and state.trainer["csv_offset"] is not None:
+        truncate_csv(run_dir / "metrics.csv", state.trainer["csv_offset"])
     elif state is None:  # nothing to continue from: start over in the same folder
         (run_dir / "metrics.csv").unlink(missing_ok=True)
     return runner(p, record, state)

@@ -269,7 +269,7 @@ class Trainer:
         if due or s.epoch >= self.max_epochs or s.should_stop or self.stop_signal is not None:
             self.save_checkpoint(also_best=best)  # one serialisation for both files
         elif best:
-            ckpt.save_atomic(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt")
+            ckpt.write(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt")
         if self.on_epoch is not None:
             self.on_epoch(self)
 
@@ -344,19 +344,19 @@ class Trainer:
             self.best_value = value
         return better
 
-    def checkpoint(self) -> dict[str, Any]:
+    def checkpoint(self) -> ckpt.Checkpoint:
         s = self.state
-        return {
-            "format": 2, "csv_t0": self.csv.t0 if self.csv is not None else None,
-            "config_hash": config_hash(self.cfg), "config": self.cfg,
-            "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
-            "model": self.model.state_dict(),
-            "optimizers": {n: ckpt.optimizer_entry(slot.optimizer, slot.scheduler)
-                           for n, slot in self.slots.items()},
-            "scaler": self.scaler.state_dict(),
-            "rng": ckpt.rng_state(),
-            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)},
-            "trainer": {
+        return ckpt.Checkpoint(
+            csv_t0=self.csv.t0 if self.csv is not None else None,
+            config_hash=config_hash(self.cfg), config=self.cfg,
+            epoch=s.epoch, step=s.step, batch_in_epoch=s.batch_in_epoch,
+            model=self.model.state_dict(),
+            optimizers={n: ckpt.optimizer_entry(slot.optimizer, slot.scheduler)
+                        for n, slot in self.slots.items()},
+            scaler=self.scaler.state_dict(),
+            rng=ckpt.rng_state(),
+            callbacks={ckpt.callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            trainer={
                 "window": self.window.state_dict(), "epoch_acc": self.epoch_acc.state_dict(),
                 "summary": self.summary.data, "best_value": self.best_value,
                 "metrics": dict(s.metrics), "should_stop": s.should_stop,
@@ -366,11 +366,11 @@ class Trainer:
                 "scheduled": {p.key: getattr(p.target, p.attr) for p in self.scheduled},
                 "csv_offset": self.csv.tell() if self.csv is not None else None,
             },
-        }
+        )
 
     def write_checkpoint(self, path: Path) -> None:
         """Write this moment's checkpoint to `path` (a kept copy: `checkpoints/epoch-N.pt`)."""
-        ckpt.save_atomic(self.checkpoint(), path)
+        ckpt.write(self.checkpoint(), path)
 
     def save_checkpoint(self, also_best: bool = False) -> None:
         """Write last.pt (and best.pt, the same checkpoint, with `also_best`). Pending
@@ -380,25 +380,25 @@ class Trainer:
             return
         self.writer.flush()
         names = ("last.pt", "best.pt") if also_best else ("last.pt",)
-        ckpt.save_atomic(self.checkpoint(), *(self.run_dir / "checkpoints" / n for n in names))
+        ckpt.write(self.checkpoint(), *(self.run_dir / "checkpoints" / n for n in names))
         self._last_ckpt, self._ckpt_due = time.monotonic(), False
 
-    def load_checkpoint(self, state: dict[str, Any]) -> None:
+    def load_checkpoint(self, state: ckpt.Checkpoint) -> None:
         """Restore everything the rest of the run depends on (see `checkpoint`)."""
         s = self.state
-        self.model.load_state_dict(state["model"])
-        saved = ckpt.optimizer_states(state)
+        self.model.load_state_dict(state.model)
+        saved = state.optimizers
         if saved.keys() != self.slots.keys():
             raise ValueError(f"the checkpoint holds optimizers {sorted(saved)}, the run has {sorted(self.slots)}")
         for name, slot in self.slots.items():
             slot.optimizer.load_state_dict(saved[name]["optimizer"])
             if slot.scheduler is not None and saved[name]["scheduler"] is not None:
                 slot.scheduler.load_state_dict(saved[name]["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        s.epoch, s.step, s.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
+        self.scaler.load_state_dict(state.scaler)
+        s.epoch, s.step, s.batch_in_epoch = state.epoch, state.step, state.batch_in_epoch
         for i, cb in enumerate(self.callbacks):
-            cb.load_state_dict(state["callbacks"].get(f"{i}:{type(cb).__name__}", {}))
-        t = state["trainer"]
+            cb.load_state_dict(state.callback_state(i, cb))
+        t = state.trainer
         self.window.load_state_dict(t["window"], self.device)
         self.epoch_acc.load_state_dict(t["epoch_acc"], self.device)
         self.summary.data, self.best_value = t["summary"], t["best_value"]
@@ -408,4 +408,4 @@ class Trainer:
         for p in self.scheduled:  # validation may come before the next batch sets them again
             if p.key in t.get("scheduled", {}):
                 setattr(p.target, p.attr, t["scheduled"][p.key])
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state.rng)
