@@ -134,3 +134,33 @@ def test_custom_steps_and_several_optimizers_train_one_after_another(
     (single,) = runs_by_seed(tmp_path / "alone").values()
     a, b = weights(single), weights(runs[SEEDS[1]])
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_members_whose_last_checkpoints_differ_resume_from_their_common_step(make_config, tmp_path: Path) -> None:
+    """A kill between the background writes of two members' checkpoints leaves one member a
+    checkpoint ahead; the ensemble resumes from the step both have (previous.pt), so the
+    shared dropout stream continues exactly as in the uninterrupted ensemble."""
+    cfg = make_config(model={"name": "mlp", "hidden": [32, 16], "dropout": 0.2},
+                      trainer={"max_epochs": 2, "checkpoint_every_steps": 4},
+                      callbacks=[{"name": "signal_once_at_step"}])
+    assert train_seeds(cfg, SEEDS, tmp_path / "ref") == 0
+    ref = runs_by_seed(tmp_path / "ref")
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    dirs = [tmp_path / "ens" / f"member{s}" for s in SEEDS]
+    cmd = [sys.executable, "-m", "runlab", "train", str(config), "--seeds", "0,1"]
+    for d in dirs:
+        cmd += ["--run-dir", str(d)]
+    env = {**os.environ, "RUNLAB_TEST_SIGNAL": "SIGTERM@11", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 128 + signal.SIGTERM, out.stdout + out.stderr
+    behind = dirs[1] / "checkpoints"
+    assert torch.load(behind / "previous.pt", weights_only=True)["step"] == 8
+    os.replace(behind / "previous.pt", behind / "last.pt")  # its step-11 write never landed
+
+    assert train_seeds(cfg, SEEDS, tmp_path, run_dirs=dirs) == 0
+    for seed, d in zip(SEEDS, dirs, strict=True):
+        a, b = weights(d), weights(ref[seed])
+        assert all(torch.equal(a[k], b[k]) for k in a), seed
+        assert metric_rows(d) == metric_rows(ref[seed])

@@ -99,7 +99,8 @@ def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs
         print(f"runlab: these seeds cannot be trained vectorised ({reason}); "
               "training them one after another")
         return _sequential(cfgs, runs_dir, dirs, extra)
-    todo = [(c, d, _resume_state(c, d)) for c, d in zip(cfgs, dirs, strict=True) if not _completed(d)]
+    todo = _common_point([(c, d, _resume_state(c, d)) for c, d in zip(cfgs, dirs, strict=True)
+                          if not _completed(d)])
     codes = []
     for group in _by_progress(todo):
         code = _train_group(group, runs_dir, extra, chunk)
@@ -134,7 +135,7 @@ def _completed(run_dir: Path | None) -> bool:
     return status == "completed"
 
 
-def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> dict[str, Any] | None:
+def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> Any:
     """The member's last checkpoint when its folder has one (config checked), else None."""
     from runlab.runs import checkpoint as ckpt
 
@@ -146,6 +147,29 @@ def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> dict[str, Any] |
         raise ConfigError(f"config of run {run_dir.name} no longer matches (stored -> given):\n    {diff}")
     last = run_dir / "checkpoints" / "last.pt"
     return ckpt.read(last) if last.exists() else None
+
+
+def _point(state: Any) -> tuple[int, int, int]:
+    return (state.epoch, state.step, state.batch_in_epoch) if state is not None else (0, 0, 0)
+
+
+def _common_point(todo: list[tuple]) -> list[tuple]:
+    """The members resume from one point. They checkpoint at the same steps, but a kill
+    between the writes of two members leaves some a checkpoint ahead: those go back to
+    their previous.pt (or to the start, when the others have no checkpoint yet). Without
+    such a point (members stopped early at their own steps) they stay where they are."""
+    from runlab.runs import checkpoint as ckpt
+
+    oldest = min((_point(s) for _, _, s in todo), default=(0, 0, 0))
+    out = []
+    for cfg, run_dir, state in todo:
+        if _point(state) != oldest:
+            prev = run_dir / "checkpoints" / ckpt.PREVIOUS
+            state = ckpt.read(prev) if prev.exists() and oldest != (0, 0, 0) else None
+            if _point(state) != oldest:
+                return todo
+        out.append((cfg, run_dir, state))
+    return out
 
 
 def _by_progress(todo: list[tuple]) -> list[list[tuple]]:

@@ -170,7 +170,8 @@ class EnsembleTrainer:
             names = [name for name, wanted in (("best.pt", m.improved()), ("last.pt", due or m.state.should_stop))
                      if wanted]
             if names:  # best and last of the same moment hold the same checkpoint: written once
-                self.saver.submit(self.checkpoint(m).to_dict(), *(m.record.dir / "checkpoints" / n for n in names))
+                self.saver.submit(self.checkpoint(m).to_dict(), *(m.record.dir / "checkpoints" / n for n in names),
+                                  keep_previous=True)
             m.record.update(epoch=self.epoch, step=self.step, summary=m.summary.data)
         self.complete([m for m in self.active if m.state.should_stop])
 
@@ -277,5 +278,6 @@ class EnsembleTrainer:
     def save_checkpoints(self) -> None:
         for m in self.active:
             m.flush()
-            self.saver.submit(self.checkpoint(m).to_dict(), m.record.dir / "checkpoints" / "last.pt")
+            self.saver.submit(self.checkpoint(m).to_dict(), m.record.dir / "checkpoints" / "last.pt",
+                              keep_previous=True)
         self._last_ckpt = time.monotonic()

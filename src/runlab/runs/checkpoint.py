@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+PREVIOUS = "previous.pt"  # an ensemble member's checkpoint before its last.pt
 FORMAT = 2  # 1: one optimizer under `optimizer` / `scheduler`; 2: `optimizers` by name
 MAIN = "main"  # the optimizer of format-1 checkpoints (and of `optimizer:` configs)
 
@@ -104,7 +105,10 @@ def save_atomic(obj: dict[str, Any], *paths: Path) -> None:
     _write_atomic(lambda f: torch.save(obj, f), paths)
 
 
-def _write_atomic(write: Callable[[BinaryIO], Any], paths: tuple[Path, ...]) -> None:
+def _write_atomic(write: Callable[[BinaryIO], Any], paths: tuple[Path, ...],
+                  keep_previous: bool = False) -> None:
+    """`keep_previous`: a last.pt being replaced becomes previous.pt first (a hard link
+    renamed into place, so at every instant last.pt is a whole checkpoint)."""
     targets = [Path(p) for p in paths]
     tmps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
     try:
@@ -119,6 +123,11 @@ def _write_atomic(write: Callable[[BinaryIO], Any], paths: tuple[Path, ...]) -> 
                 f.flush()
                 os.fsync(f.fileno())
         for target, tmp in zip(targets, tmps, strict=True):
+            if keep_previous and target.name == "last.pt" and target.exists():
+                link = target.with_name(f".{PREVIOUS}.{os.getpid()}.tmp")
+                link.unlink(missing_ok=True)
+                os.link(target, link)
+                os.replace(link, target.with_name(PREVIOUS))
             os.replace(tmp, target)
     finally:
         for tmp in tmps:
@@ -147,13 +156,15 @@ class BackgroundSaver:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
 
-    def submit(self, obj: dict[str, Any], *paths: Path) -> None:
+    def submit(self, obj: dict[str, Any], *paths: Path, keep_previous: bool = False) -> None:
+        """`keep_previous`: see `_write_atomic` (ensemble members keep one older last.pt)."""
         buffer = io.BytesIO()
         torch.save(obj, buffer)
         data = buffer.getbuffer()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="runlab-checkpoints")
-        self._pending.append(self._pool.submit(_write_atomic, lambda f: f.write(data), paths))
+        self._pending.append(self._pool.submit(_write_atomic, lambda f: f.write(data), paths,
+                                               keep_previous))
 
     def wait(self) -> None:
         pending, self._pending = self._pending, []
