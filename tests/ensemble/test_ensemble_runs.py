@@ -159,7 +159,17 @@ def test_members_whose_last_checkpoints_differ_resume_from_their_common_step(mak
     assert torch.load(behind / "previous.pt", weights_only=True)["step"] == 8
     os.replace(behind / "previous.pt", behind / "last.pt")  # its step-11 write never landed
 
-    assert train_seeds(cfg, SEEDS, tmp_path, run_dirs=dirs) == 0
+    # `runs show` of any member prints the command that resumes the whole ensemble: run it
+    shown = subprocess.run([sys.executable, "-m", "runlab", "runs", "show", str(dirs[1])],
+                           env={**env, "COLUMNS": "400"}, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [x for x in shown.stdout.splitlines() if x.startswith("resume the ensemble (2 seeds): ")]
+    command = line.split(": ", 1)[1].split()
+    assert command[:2] == ["runlab", "train"] and command[3:5] == ["--seeds", "0,1"]
+    assert f"runlab runs resume {run_info(dirs[1])['id']}" in shown.stdout
+    resumed = subprocess.run([sys.executable, "-m", "runlab", *command[1:]], capture_output=True, text=True,
+                             env={**env, "RUNLAB_TEST_SIGNAL": ""}, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     for seed, d in zip(SEEDS, dirs, strict=True):
         a, b = weights(d), weights(ref[seed])
         assert all(torch.equal(a[k], b[k]) for k in a), seed

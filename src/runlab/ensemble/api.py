@@ -110,6 +110,29 @@ def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs
     return max(codes, default=EXIT_OK)
 
 
+def resume_command(members: list[tuple[int, Path]]) -> str:
+    """The command that resumes an ensemble's (seed, run folder) members together (it
+    skips completed ones); the same command that a sweep reruns."""
+    dirs = " ".join(f"--run-dir {d}" for _, d in members)
+    seeds = ",".join(str(s) for s, _ in members)
+    return f"runlab train {members[0][1] / 'config.yaml'} --seeds {seeds} {dirs}"
+
+
+def members_of(run_dir: Path) -> list[tuple[int, Path]]:
+    """(seed, folder) of every member of `run_dir`'s ensemble (its sibling folders with
+    the same `ensemble` id in run.json), by seed; [] for a run of no ensemble."""
+    ensemble = read_run_json(run_dir).get("ensemble")
+    if not ensemble:
+        return []
+    found = []
+    for info in sorted(run_dir.parent.glob("*/run.json")):
+        with contextlib.suppress(OSError, ValueError):
+            other = read_run_json(info.parent)
+            if other.get("ensemble") == ensemble:
+                found.append((int(other["seed"]), info.parent))
+    return sorted(found)
+
+
 def _ensemble_id(cfg: dict[str, Any], dirs: list[Path | None]) -> str:
     """The id in existing members' run.json (resume), else a new one."""
     for d in dirs:
@@ -266,10 +289,9 @@ def _run(session) -> int:
             trainer.fit()
     except Interrupted as e:
         name = signal.Signals(e.signum).name
-        dirs = " ".join(f"--run-dir {m.record.dir}" for m in trainer.active)
+        command = resume_command([(m.seed, m.record.dir) for m in trainer.active])
         print(f"runlab: {name} received: checkpoints saved at epoch {trainer.epoch} step {trainer.step}; "
-              f"resume the ensemble with `runlab train {trainer.active[0].record.dir / 'config.yaml'} "
-              f"--seeds {','.join(str(m.seed) for m in trainer.active)} {dirs}` "
+              f"resume the ensemble with `{command}` "
               "or one member alone with `runlab runs resume <run-id>`")
         for m in trainer.active:
             m.finish("interrupted", signal=name)
