@@ -98,3 +98,14 @@ def test_kept_checkpoints_every_n_epochs_and_the_top_k(tmp_path):
     for epoch in kept:
         state = torch.load(run / "checkpoints" / f"epoch-{epoch}.pt", weights_only=True)
         assert state["epoch"] == epoch and state["batch_in_epoch"] == 0
+
+
+def test_bad_callback_settings_are_config_errors(tmp_path):
+    from runlab.errors import ConfigError
+
+    cfg = tiny_config(tmp_path, callbacks=[{"name": "ema", "decay": 1.5}])
+    with pytest.raises(ConfigError, match=r"callbacks\[0\]: building 'ema' failed: decay must be in \[0, 1\)"):
+        prepare(cfg)
+    cfg = tiny_config(tmp_path, callbacks=[{"name": "keep_checkpoints"}])
+    with pytest.raises(ConfigError, match="give every >= 1 and/or top_k >= 1"):
+        prepare(cfg)

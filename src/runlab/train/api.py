@@ -74,8 +74,12 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     steps = max(1, n_batches // cfg["trainer"]["accumulate"])
     optimizers = build_optimizers(cfg, built.model, cfg["trainer"]["max_epochs"], steps)
     step = build_step(cfg["step"])
-    callbacks = [CALLBACKS.get(c["name"]).obj(**{k: v for k, v in c.items() if k != "name"})
-                 for c in cfg["callbacks"]]
+    callbacks = []
+    for i, c in enumerate(cfg["callbacks"]):
+        try:
+            callbacks.append(CALLBACKS.get(c["name"]).obj(**{k: v for k, v in c.items() if k != "name"}))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"callbacks[{i}]: building '{c['name']}' failed: {e}") from None
     if cfg["trainer"]["early_stopping"]:
         callbacks.append(EarlyStopping(**cfg["trainer"]["early_stopping"]))
     if cfg["trainer"]["deterministic"]:

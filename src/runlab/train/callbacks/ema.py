@@ -12,7 +12,9 @@ from runlab.train.events import Callback, TrainState
 
 @CALLBACKS.register("ema")
 class EMA(Callback):
-    """After every optimiser step: ema = decay * ema + (1 - decay) * weights (every
+    """Exponential moving average of the weights, used for val/test and checkpointed.
+
+    After every training step: ema = decay * ema + (1 - decay) * weights (every
     parameter; buffers such as BatchNorm statistics stay the live model's). With
     `evaluate: true` the val and test splits are evaluated with the averaged weights
     (the live weights are put back for training). The average is checkpointed

@@ -12,9 +12,10 @@ from runlab.train.metrics import goal
 
 @CALLBACKS.register("keep_checkpoints")
 class KeepCheckpoints(Callback):
-    """Write `checkpoints/epoch-N.pt` (N = epochs finished) every `every` epochs and/or
-    for the `top_k` best epochs by `monitor` (`mode`: min or max, default from the
-    metric's name); a file that leaves the top k is deleted unless `every` keeps it.
+    """Keep checkpoints/epoch-N.pt every `every` epochs and/or for the `top_k` best by `monitor`.
+
+    N = epochs finished; `mode` (min or max) defaults from the metric's name; a file
+    that leaves the top k is deleted unless `every` keeps it.
     Each is a full checkpoint of that epoch's end (weights, optimizers, callbacks);
     resuming still uses last.pt.
 
