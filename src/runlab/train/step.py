@@ -104,14 +104,17 @@ class StepContext:
 
     def begin(self) -> None:
         self.manual = self.stepped = False
-        self.logged = {}
+        if self.logged:
+            self.logged = {}
 
     def terms(self, returned: Any, where: str) -> dict[str, torch.Tensor]:
         """The step's terms: what it returned plus what it logged, as scalar tensors."""
         if not isinstance(returned, dict):
             raise TypeError(f"{where} must return a dict of named scalar terms, got "
                             f"{type(returned).__name__}")
-        out = {**self.logged, **returned}
+        out = {**self.logged, **returned} if self.logged else returned
+        if all(torch.is_tensor(v) for v in out.values()):
+            return out
         device = self._trainer.device
         return {k: v if torch.is_tensor(v) else torch.tensor(float(v), device=device)
                 for k, v in out.items()}
