@@ -136,6 +136,7 @@ def test_custom_steps_and_several_optimizers_train_one_after_another(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_members_whose_last_checkpoints_differ_resume_from_their_common_step(make_config, tmp_path: Path) -> None:
     """A kill between the background writes of two members' checkpoints leaves one member a
     checkpoint ahead; the ensemble resumes from the step both have (previous.pt), so the
