@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 
 import pytest
 import torch
@@ -83,7 +84,7 @@ def test_ema_averages_the_weights_and_is_what_gets_evaluated(tmp_path):
 def test_kept_checkpoints_every_n_epochs_and_the_top_k(tmp_path):
     cfg = tiny_config(tmp_path, trainer={"max_epochs": 5},
                       callbacks=[{"name": "keep_checkpoints", "every": 2, "top_k": 1,
-                                  "monitor": "val/acc"}])
+                                  "monitor": "val/acc", "every_steps": 7}])
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     r = run_cli("train", str(path), "--runs-dir", str(tmp_path / "runs"))
@@ -98,6 +99,11 @@ def test_kept_checkpoints_every_n_epochs_and_the_top_k(tmp_path):
     for epoch in kept:
         state = torch.load(run / "checkpoints" / f"epoch-{epoch}.pt", weights_only=True)
         assert state["epoch"] == epoch and state["batch_in_epoch"] == 0
+    steps = sorted(int(f.stem.split("-")[1]) for f in (run / "checkpoints").glob("step-*.pt"))
+    total = json.loads((run / "run.json").read_text())["step"]
+    assert steps == list(range(7, total + 1, 7)) and len(steps) >= 2
+    for step in steps:
+        assert torch.load(run / "checkpoints" / f"step-{step}.pt", weights_only=True)["step"] == step
 
 
 def test_bad_callback_settings_are_config_errors(tmp_path):
@@ -107,5 +113,5 @@ def test_bad_callback_settings_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"callbacks\[0\]: building 'ema' failed: decay must be in \[0, 1\)"):
         prepare(cfg)
     cfg = tiny_config(tmp_path, callbacks=[{"name": "keep_checkpoints"}])
-    with pytest.raises(ConfigError, match="give every >= 1 and/or top_k >= 1"):
+    with pytest.raises(ConfigError, match="give every >= 1, top_k >= 1 and/or every_steps >= 1"):
         prepare(cfg)

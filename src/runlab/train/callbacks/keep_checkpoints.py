@@ -1,4 +1,5 @@
-"""Keep checkpoints of chosen epochs as `checkpoints/epoch-N.pt` for later analysis."""
+"""Keep checkpoints of chosen epochs (`checkpoints/epoch-N.pt`) and steps
+(`checkpoints/step-N.pt`) for later analysis."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ class KeepCheckpoints(Callback):
     """Keep checkpoints/epoch-N.pt every `every` epochs and/or for the `top_k` best by `monitor`.
 
     N = epochs finished; `mode` (min or max) defaults from the metric's name; a file
-    that leaves the top k is deleted unless `every` keeps it.
+    that leaves the top k is deleted unless `every` keeps it. `every_steps` also keeps
+    `checkpoints/step-N.pt` every that many optimiser steps (mid-epoch states).
     Each is a full checkpoint of that epoch's end (weights, optimizers, callbacks);
     resuming still uses last.pt.
 
@@ -25,14 +27,19 @@ class KeepCheckpoints(Callback):
     vectorizable = False  # writes checkpoints through the single-run Trainer
 
     def __init__(self, every: int = 0, top_k: int = 0, monitor: str = "val/loss",
-                 mode: str | None = None):
-        if every < 0 or top_k < 0 or not (every or top_k):
-            raise ValueError(f"give every >= 1 and/or top_k >= 1, got every={every}, top_k={top_k}")
+                 mode: str | None = None, every_steps: int = 0):
+        if min(every, top_k, every_steps) < 0 or not (every or top_k or every_steps):
+            raise ValueError(f"give every >= 1, top_k >= 1 and/or every_steps >= 1, got every={every}, "
+                             f"top_k={top_k}, every_steps={every_steps}")
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode must be min or max, got {mode!r}")
-        self.every, self.top_k, self.monitor = every, top_k, monitor
+        self.every, self.top_k, self.monitor, self.every_steps = every, top_k, monitor, every_steps
         self.mode = mode or goal(monitor)
         self.best: list[tuple[float, int]] = []  # (value, epoch) of the kept top-k, best first
+
+    def on_train_batch_end(self, state: TrainState) -> None:
+        if self.every_steps and state.step % self.every_steps == 0 and state.write_checkpoint is not None:
+            state.write_checkpoint(state.run_dir / "checkpoints" / f"step-{state.step}.pt")
 
     def on_epoch_end(self, state: TrainState) -> None:
         if state.write_checkpoint is None:  # no run folder (or not the writing process)
