@@ -1,12 +1,13 @@
 """Per-step overhead: runlab's Trainer against a hand-written loop doing identical work.
 
-    python benchmarks/bench_step.py [--quick] [--repeats N] [--epochs E]
+    python benchmarks/bench_step.py [--quick] [--repeats N] [--epochs E] [--models mlp ...]
 
 Both sides train the same model (same initial weights) on MNIST-1D with AdamW and a
 cosine schedule, batch 128, on one thread: per step forward, backward, optimiser step,
 loss and accuracy kept on the device, their window means logged to CSV every 20 steps;
 per epoch train means, validation (loss, accuracy) and a flushed CSV. The Trainer is
 built the documented way (`runlab.train.api.prepare` + `Trainer`, CSVWriter).
+`mlp-own-step` trains the MLP through a model-defined `training_step` doing the same work.
 
 The two loops run in lockstep, alternating epoch by epoch in A B B A order, so a burst
 of load from a neighbour hits both alike; the first epoch is warm-up. Each figure is the median epoch
@@ -34,7 +35,26 @@ TARGET = 1.03
 WARMUP_EPOCHS = 1
 LOG_EVERY = 20
 MODELS = {"mlp": {"name": "mlp", "hidden": [256, 128]},
-          "cnn": {"name": "cnn", "channels": [32, 64], "hidden": 128}}
+          "cnn": {"name": "cnn", "channels": [32, 64], "hidden": 128},
+          # the same MLP, trained through its own `training_step` doing the default step's work
+          "mlp-own-step": {"name": "bench_mlp_own_step", "hidden": [256, 128]}}
+
+
+def register_own_step_model() -> None:
+    """`bench_mlp_own_step`: runlab's MLP with a `training_step` (runlab.train.step) that
+    returns the loss and accuracy of a batch; the framework backpropagates and steps."""
+    from runlab.models.classifiers import MLP
+    from runlab.registry import MODELS as REGISTRY
+
+    if "bench_mlp_own_step" in REGISTRY:
+        return
+
+    @REGISTRY.register("bench_mlp_own_step")
+    class OwnStepMLP(MLP):
+        def training_step(self, batch, ctx):
+            x, y = batch
+            out = self(x)
+            return {"loss": F.cross_entropy(out, y), "acc": (out.argmax(-1) == y).float().mean()}
 
 
 def make_config(model: dict[str, Any], epochs: int) -> dict[str, Any]:
@@ -132,9 +152,8 @@ def lockstep(cfg: dict[str, Any], tmp: Path) -> tuple[list[tuple[float, float]],
     next(hand)
     p = prepare(cfg)
     csv = CSVWriter(tmp / "runlab.csv")
-    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizer, p.device, csv,
-                      scheduled=p.scheduled, scheduler=p.scheduler, sched_interval=p.sched_interval,
-                      sched_monitor=p.sched_monitor, callbacks=p.callbacks, csv=csv)
+    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizers, p.device, csv,
+                      **p.trainer_kwargs(), callbacks=p.callbacks, csv=csv)
     trainer.max_epochs = 0
 
     def ours() -> None:
@@ -157,14 +176,16 @@ def lockstep(cfg: dict[str, Any], tmp: Path) -> tuple[list[tuple[float, float]],
     return times["ours"][WARMUP_EPOCHS:], times["ref"][WARMUP_EPOCHS:]
 
 
-def run(quick: bool = False, repeats: int | None = None, epochs: int | None = None) -> list[Row]:
+def run(quick: bool = False, repeats: int | None = None, epochs: int | None = None,
+        models: list[str] | None = None) -> list[Row]:
     pin_threads()
+    register_own_step_model()
     repeats = repeats or (2 if quick else 5)
     epochs = epochs or (8 if quick else 20)
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for name, model in MODELS.items():
+        for name, model in ((n, MODELS[n]) for n in models or MODELS):
             cfg = make_config(model, WARMUP_EPOCHS + epochs)
             ours, ref = [], []
             for _ in range(repeats):
@@ -188,8 +209,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats and epochs")
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--epochs", type=int, help="timed epochs per repeat (after 1 warm-up)")
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), help="default: all")
     args = ap.parse_args()
-    rows = run(args.quick, args.repeats, args.epochs)
+    rows = run(args.quick, args.repeats, args.epochs, args.models)
     print(table(rows))
     save("step", rows)
 

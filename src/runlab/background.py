@@ -77,15 +77,14 @@ def _init_worker(parent: int) -> None:
     nothing is left waiting for it. `parent` comes from the run, not from
     `os.getppid()` here: a run killed while this worker was still starting has
     already handed it to init."""
-    import signal
     import threading
     import time
 
+    from runlab.signals import ignore_stop_signals
+
     if hasattr(os, "nice"):
         os.nice(NICE)
-    for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    ignore_stop_signals()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)

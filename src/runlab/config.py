@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "loss": None,
     "optimizer": {"name": "adamw", "lr": 1.0e-3},
     "scheduler": None,
+    "optimizers": None,  # {name: {name: adam, lr: ..., params: ..., scheduler: ...}} instead of the one above
+    "step": None,  # a registered step component ({name: ...}) that owns training_step
     "trainer": {
         "max_epochs": 10,
         "max_steps": None,
@@ -77,6 +79,9 @@ DATA_COMMON = tuple(DEFAULTS["data"])
 NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "trainer.checkpoint_every",
                    "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
                    "trainer.device", "data.root", "data.num_workers")
+# Keys added to the config after runs were recorded without them: null = absent in the hash,
+# so older runs still resume without a config change.
+LATER_KEYS = ("optimizers", "step")
 PRECISIONS = ("32", "16", "bf16", "16-mixed", "bf16-mixed")
 
 
@@ -193,8 +198,8 @@ def fill_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     for key in ("data", "trainer", "logging"):
         if isinstance(out.get(key), dict) or key not in out:
             out[key] = _merge_defaults(DEFAULTS[key], out.get(key) or {})
-    for key in ("name", "seed", "plugins", "model", "loss", "optimizer", "scheduler",
-                "diagnostics", "callbacks"):
+    for key in ("name", "seed", "plugins", "model", "loss", "optimizer", "scheduler", "optimizers",
+                "step", "diagnostics", "callbacks"):
         out.setdefault(key, copy.deepcopy(DEFAULTS[key]))
     if isinstance(out["optimizer"], dict) and "name" not in out["optimizer"]:
         out["optimizer"] = {**DEFAULTS["optimizer"], **out["optimizer"]}  # `optimizer.lr=...` alone
@@ -239,6 +244,7 @@ def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v for k, v in flatten(cfg).items()
         if not any(k == n or k.startswith(n + ".") for n in NON_RESULT_KEYS)
+        and not (k in LATER_KEYS and v is None)
     }
 
 

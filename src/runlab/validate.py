@@ -16,7 +16,7 @@ from typing import Any
 from runlab.config import DATA_COMMON, DEFAULTS, PRECISIONS, did_you_mean
 from runlab.errors import ConfigError
 from runlab.hparams import is_schedule
-from runlab.optim import LENGTH_PARAMS
+from runlab.optim import LENGTH_PARAMS, OPTIMIZER_KEYS
 from runlab.registry import (
     CALLBACKS,
     DATASETS,
@@ -25,6 +25,7 @@ from runlab.registry import (
     MODELS,
     OPTIMIZERS,
     SCHEDULERS,
+    STEPS,
     Entry,
     Registry,
 )
@@ -199,6 +200,77 @@ def check_trainer(t: dict[str, Any]) -> list[str]:
     return problems
 
 
+def check_optimizer(spec: Any, key: str, several: bool) -> list[str]:
+    """One optimizer: its constructor parameters, `params`, `groups`, `no_decay_bias_norm`
+    and (under `optimizers:`) its own `scheduler`."""
+    problems = check_component(spec, key, OPTIMIZERS, skip=OPTIMIZER_KEYS)
+    if not isinstance(spec, dict) or spec.get("name") not in OPTIMIZERS:
+        return problems
+    name = str(spec["name"]).lower()
+    if name in UNSUPPORTED_OPTIMIZERS:
+        problems.append(f"{key}.name: '{name}' {UNSUPPORTED_OPTIMIZERS[name]}; "
+                        "the Trainer does not support it. Use adam, adamw or sgd")
+    for k in ("params", "scheduler") if not several else ():
+        if k in spec:
+            where = "the top-level `scheduler:`" if k == "scheduler" else "`optimizers:` (several optimizers)"
+            problems.append(f"{key}.{k}: only under optimizers.<name>; use {where}")
+    if "params" in spec and not _prefixes_ok(spec["params"]):
+        problems.append(f"{key}.params: expected a module name prefix or a list of them "
+                        f"(e.g. generator or [encoder, head]), got {spec['params']!r}")
+    if not isinstance(spec.get("no_decay_bias_norm", False), bool):
+        problems.append(f"{key}.no_decay_bias_norm: expected true or false, got {spec['no_decay_bias_norm']!r}")
+    groups = spec.get("groups", [])
+    if not isinstance(groups, list):
+        return [*problems, f"{key}.groups: expected a list of {{params: ..., lr: ...}} mappings, got {groups!r}"]
+    entry = OPTIMIZERS.get(name)
+    for i, g in enumerate(groups):
+        gkey = f"{key}.groups[{i}]"
+        if not isinstance(g, dict) or not _prefixes_ok(g.get("params")):
+            problems.append(f"{gkey}: expected a mapping with `params` (a module name prefix or a list "
+                            f"of them) and the group's options (lr, weight_decay, ...), got {g!r}")
+            continue
+        problems += check_params(entry, {k: v for k, v in g.items() if k != "params"}, gkey,
+                                 skip=tuple(entry.required()))
+    if several:
+        problems += check_scheduler(spec.get("scheduler"), f"{key}.scheduler")
+    return problems
+
+
+def _prefixes_ok(value: Any) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(isinstance(v, str) for v in items)
+
+
+def check_scheduler(sched: Any, key: str) -> list[str]:
+    problems = check_component(sched, key, SCHEDULERS, skip=("interval", "monitor", *LENGTH_PARAMS),
+                               optional=True)
+    if isinstance(sched, dict) and sched.get("interval", "epoch") not in ("epoch", "step"):
+        problems.append(f"{key}.interval: got {sched.get('interval')!r}. Allowed: epoch, step")
+    return problems
+
+
+def check_optimizers(cfg: dict[str, Any]) -> list[str]:
+    """`optimizer:` + `scheduler:` (one optimizer), or `optimizers: {name: {...}}` (several)."""
+    several = cfg.get("optimizers")
+    if several is None:
+        return (check_optimizer(cfg.get("optimizer"), "optimizer", several=False)
+                + check_scheduler(cfg.get("scheduler"), "scheduler"))
+    if not isinstance(several, dict) or not several:
+        return [f"optimizers: expected a mapping of names to optimizers, e.g. "
+                f"{{gen: {{name: adam, lr: 2.0e-4, params: generator}}, disc: {{...}}}}, got {several!r}"]
+    problems = []
+    if cfg.get("optimizer") != DEFAULTS["optimizer"] or cfg.get("scheduler") is not None:
+        problems.append("optimizers: given together with optimizer/scheduler; with several optimizers "
+                        "put each one's settings and scheduler under optimizers.<name>")
+    for name, spec in several.items():
+        problems += check_optimizer(spec, f"optimizers.{name}", several=True)
+    rest = [n for n, spec in several.items() if isinstance(spec, dict) and spec.get("params") is None]
+    if len(rest) > 1:
+        problems.append(f"optimizers: {', '.join(rest)} have no `params`; at most one optimizer may "
+                        "take the parameters the others do not name")
+    return problems
+
+
 def check_list(items: Any, key: str, registry: Registry, common: tuple[str, ...]) -> list[str]:
     if not isinstance(items, list):
         return [f"{key}: expected a list of {{name: ...}} mappings, got {items!r}"]
@@ -230,16 +302,8 @@ def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
             problems.append(f"data.{k}: expected a number in [0, 1), got {v!r}")
     problems += check_component(cfg.get("model"), "model", MODELS, schedules=True)
     problems += check_component(cfg.get("loss"), "loss", LOSSES, schedules=True, optional=True)
-    problems += check_component(cfg.get("optimizer"), "optimizer", OPTIMIZERS)
-    opt_name = str((cfg.get("optimizer") or {}).get("name", "")).lower()
-    if opt_name in UNSUPPORTED_OPTIMIZERS:
-        problems.append(f"optimizer.name: '{opt_name}' {UNSUPPORTED_OPTIMIZERS[opt_name]}; "
-                        "the Trainer does not support it. Use adam, adamw or sgd")
-    problems += check_component(cfg.get("scheduler"), "scheduler", SCHEDULERS,
-                                skip=("interval", "monitor", *LENGTH_PARAMS), optional=True)
-    sched = cfg.get("scheduler")
-    if isinstance(sched, dict) and sched.get("interval", "epoch") not in ("epoch", "step"):
-        problems.append(f"scheduler.interval: got {sched.get('interval')!r}. Allowed: epoch, step")
+    problems += check_optimizers(cfg)
+    problems += check_component(cfg.get("step"), "step", STEPS, optional=True)
     problems += check_trainer(cfg.get("trainer") or {})
     if cfg.get("diagnostics"):
         from runlab.diagnostics.runner import validate_diagnostics

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests.ensemble.conftest import run_info, runs_by_seed, weights
+from tests.ensemble.conftest import PLUGIN, run_info, runs_by_seed, weights
 
 from runlab.ensemble.api import train_seeds
 from runlab.errors import ConfigError
-from runlab.train.api import resume
+from runlab.train.api import resume, train
 
 SEEDS = [0, 1]
 
@@ -105,3 +105,73 @@ def test_no_vectorize_trains_one_after_another(make_config, tmp_path: Path,
     runs = runs_by_seed(tmp_path)
     assert sorted(runs) == [2, 5]
     assert yaml.safe_load((runs[5] / "config.yaml").read_text())["seed"] == 5
+
+
+CUSTOM_STEPS = Path(__file__).parents[1] / "train" / "plugins" / "custom_steps.py"
+
+
+@pytest.mark.parametrize(("sections", "reason"), [
+    ({"model": {"name": "mlp_manual_step", "hidden": [16]}}, "defines its own training_step"),
+    ({"optimizer": {"name": "adamw", "lr": 1.0e-3}, "scheduler": None,
+      "optimizers": {"body": {"name": "adam", "lr": 0.01, "params": "body"},
+                     "head": {"name": "sgd", "lr": 0.1, "params": "head"}}}, "several optimizers"),
+    ({"callbacks": [{"name": "ema", "decay": 0.9}]}, "callback 'ema' needs the single-run"),
+])
+def test_custom_steps_and_several_optimizers_train_one_after_another(
+        sections, reason, make_config, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = make_config(trainer={"max_epochs": 1}, plugins=[str(PLUGIN), str(CUSTOM_STEPS)])
+    cfg.update(sections)
+    assert train_seeds(cfg, SEEDS, tmp_path) == 0
+    text = capsys.readouterr().out
+    assert "cannot be trained vectorised" in text and reason in text and "one after another" in text
+    runs = runs_by_seed(tmp_path)
+    assert sorted(runs) == SEEDS
+    assert all(run_info(r)["status"] == "completed" for r in runs.values())
+    # each member is the plain single run of its seed
+    alone = make_config(trainer={"max_epochs": 1}, plugins=[str(PLUGIN), str(CUSTOM_STEPS)], seed=SEEDS[1])
+    alone.update(sections)
+    assert train(alone, tmp_path / "alone") == 0
+    (single,) = runs_by_seed(tmp_path / "alone").values()
+    a, b = weights(single), weights(runs[SEEDS[1]])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_members_whose_last_checkpoints_differ_resume_from_their_common_step(make_config, tmp_path: Path) -> None:
+    """A kill between the background writes of two members' checkpoints leaves one member a
+    checkpoint ahead; the ensemble resumes from the step both have (previous.pt), so the
+    shared dropout stream continues exactly as in the uninterrupted ensemble."""
+    cfg = make_config(model={"name": "mlp", "hidden": [32, 16], "dropout": 0.2},
+                      trainer={"max_epochs": 2, "checkpoint_every_steps": 4},
+                      callbacks=[{"name": "signal_once_at_step"}])
+    assert train_seeds(cfg, SEEDS, tmp_path / "ref") == 0
+    ref = runs_by_seed(tmp_path / "ref")
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    dirs = [tmp_path / "ens" / f"member{s}" for s in SEEDS]
+    cmd = [sys.executable, "-m", "runlab", "train", str(config), "--seeds", "0,1"]
+    for d in dirs:
+        cmd += ["--run-dir", str(d)]
+    env = {**os.environ, "RUNLAB_TEST_SIGNAL": "SIGTERM@11", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 128 + signal.SIGTERM, out.stdout + out.stderr
+    behind = dirs[1] / "checkpoints"
+    assert torch.load(behind / "previous.pt", weights_only=True)["step"] == 8
+    os.replace(behind / "previous.pt", behind / "last.pt")  # its step-11 write never landed
+
+    # `runs show` of any member prints the command that resumes the whole ensemble: run it
+    shown = subprocess.run([sys.executable, "-m", "runlab", "runs", "show", str(dirs[1])],
+                           env={**env, "COLUMNS": "400"}, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    (line,) = [x for x in shown.stdout.splitlines() if x.startswith("resume the ensemble (2 seeds): ")]
+    command = line.split(": ", 1)[1].split()
+    assert command[:2] == ["runlab", "train"] and command[3:5] == ["--seeds", "0,1"]
+    assert f"runlab runs resume {run_info(dirs[1])['id']}" in shown.stdout
+    resumed = subprocess.run([sys.executable, "-m", "runlab", *command[1:]], capture_output=True, text=True,
+                             env={**env, "RUNLAB_TEST_SIGNAL": ""}, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    for seed, d in zip(SEEDS, dirs, strict=True):
+        a, b = weights(d), weights(ref[seed])
+        assert all(torch.equal(a[k], b[k]) for k in a), seed
+        assert metric_rows(d) == metric_rows(ref[seed])

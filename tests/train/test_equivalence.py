@@ -16,8 +16,7 @@ from runlab_testing import tiny_config
 
 def fit_runlab(cfg, callbacks=()):
     p = prepare(cfg)
-    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizer, p.device, Writer(),
-                      scheduler=p.scheduler, sched_interval=p.sched_interval,
+    trainer = Trainer(cfg, p.splits, p.model, p.loss, p.optimizers, p.device, Writer(),
                       callbacks=list(callbacks))
     trainer.fit()
     return p.model, trainer
@@ -82,9 +81,11 @@ def test_events_arrive_in_order(tmp_path, recorder):
     _, trainer = fit_runlab(cfg, callbacks=[recorder])
     names = [e[0] for e in recorder.events]
     steps_per_epoch = trainer.state.step // 2
-    epoch = (["on_epoch_start"] + ["on_train_batch_end"] * steps_per_epoch
-             + ["on_validation_end", "on_epoch_end"])
-    assert names == ["on_fit_start", *epoch, *epoch, "on_fit_end"]
+    step = ["on_before_backward", "on_before_optimizer_step", "on_after_optimizer_step",
+            "on_train_batch_end"]
+    evaluate = ["on_evaluate_start", "on_evaluate_end"]
+    epoch = ["on_epoch_start", *step * steps_per_epoch, *evaluate, "on_validation_end", "on_epoch_end"]
+    assert names == ["on_fit_start", *epoch, *epoch, *evaluate, "on_fit_end"]
     # state.step is already incremented when on_train_batch_end fires
     batch_steps = [s for n, _, s in recorder.events if n == "on_train_batch_end"]
     assert batch_steps == list(range(1, trainer.state.step + 1))

@@ -26,6 +26,7 @@ import torch
 import yaml
 
 PLUGIN = Path(__file__).parent / "plugins" / "resume_hooks.py"
+CUSTOM_STEPS = Path(__file__).parent / "plugins" / "custom_steps.py"
 TIMEOUT_S = 180
 
 # 192 samples -> train 144 = 9 batches of 16; accumulate 2 -> 5 optimiser steps per epoch
@@ -54,6 +55,25 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "vae": {"model": {"name": "vae", "latent_dim": 2, "hidden": [16]},
             "loss": {"name": "elbo", "beta": {"schedule": "linear", "start": 0, "end": 1, "epochs": 2}},
             "scheduler": {"name": "onecyclelr", "max_lr": 0.02}},
+    # A step of the model's own (ctx.backward, ctx.step per optimizer, ctx.log), two
+    # optimizers with per-step and per-epoch schedulers, dropout and an EMA of the weights.
+    "custom": {"plugins": [str(PLUGIN), str(CUSTOM_STEPS)],
+               "model": {"name": "mlp_manual_step", "hidden": [32], "dropout": 0.3},
+               "optimizer": {"name": "adamw", "lr": 1.0e-3}, "scheduler": None,
+               "optimizers": {
+                   "body": {"name": "adam", "lr": 0.01, "params": "body",
+                            "scheduler": {"name": "steplr", "step_size": 3, "gamma": 0.8, "interval": "step"}},
+                   "head": {"name": "sgd", "lr": 0.05, "momentum": 0.9,
+                            "scheduler": {"name": "steplr", "step_size": 1, "gamma": 0.7}}},
+               "callbacks": [{"name": "signal_at_step"}, {"name": "ema", "decay": 0.9}]},
+    # The default step over two optimizers with parameter groups; kept epoch checkpoints.
+    "multi": {"optimizer": {"name": "adamw", "lr": 1.0e-3}, "scheduler": None,
+              "optimizers": {
+                  "body": {"name": "adamw", "lr": 0.01, "params": "body", "no_decay_bias_norm": True,
+                           "weight_decay": 0.1, "groups": [{"params": "body.1", "lr": 0.002}]},
+                  "head": {"name": "adam", "lr": 0.01, "params": "head",
+                           "scheduler": {"name": "steplr", "step_size": 1, "gamma": 0.7}}},
+              "callbacks": [{"name": "signal_at_step"}, {"name": "keep_checkpoints", "every": 1}]},
 }
 
 
@@ -123,13 +143,32 @@ def csv_rows(run_dir: Path) -> list[tuple[str, ...]]:
     return [(s, e, m, v) for s, e, _, m, v in rows[1:]]
 
 
+def same(a: Any, b: Any) -> bool:
+    """Nested dicts/lists of tensors and plain values, equal bit for bit."""
+    if torch.is_tensor(a):
+        return torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    return a == b
+
+
 def assert_same_training(reference: Path, resumed: Path) -> None:
     """Bit-identical final weights and the same metrics.csv, row for row, apart from `time`."""
-    a = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)["model"]
-    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)["model"]
+    last_a = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)
+    last_b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=True)
+    a, b = last_a["model"], last_b["model"]
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"weights differ after resume: {different}"
+    for part in ("optimizers", "callbacks"):  # every optimizer's state, the EMA's average
+        assert same(last_a[part], last_b[part]), f"{part} differ after resume"
+    kept = sorted(p.name for p in (reference / "checkpoints").glob("epoch-*.pt"))
+    assert kept == sorted(p.name for p in (resumed / "checkpoints").glob("epoch-*.pt"))
+    for name in kept:
+        ka, kb = (torch.load(r / "checkpoints" / name, weights_only=True) for r in (reference, resumed))
+        assert same(ka["model"], kb["model"]) and same(ka["optimizers"], kb["optimizers"]), name
     ref_rows, res_rows = csv_rows(reference), csv_rows(resumed)
     assert len(ref_rows) > 20
     assert res_rows == ref_rows
@@ -211,7 +250,8 @@ def test_sigterm_then_resume_is_exact(tmp_path, data_root, references, scenario,
 
 
 @pytest.mark.parametrize("scenario", [
-    "memory", pytest.param("workers", marks=pytest.mark.slow), pytest.param("vae", marks=pytest.mark.slow)])
+    "memory", "custom", pytest.param("multi", marks=pytest.mark.slow), pytest.param("workers", marks=pytest.mark.slow),
+    pytest.param("vae", marks=pytest.mark.slow)])
 def test_sigkill_after_step_checkpoint_then_resume_is_exact(tmp_path, data_root, references, scenario):
     _, run_dir, code, out = interrupt(tmp_path, data_root, references, scenario, "SIGKILL", "11")
 
@@ -337,3 +377,19 @@ def test_a_run_whose_process_died_before_training_began_shows_as_crashed():
     info = {"status": "created", "pid": gone.pid, "host": socket.gethostname(), "heartbeat": time.time()}
     assert effective_status(info) == "crashed"
     assert effective_status({**info, "pid": os.getpid()}) == "created"
+
+
+def test_a_format_1_checkpoint_still_resumes_exactly(tmp_path, data_root, references):
+    """Checkpoints written before several optimizers existed held one `optimizer` and
+    `scheduler`; they load as the optimizer `main`."""
+    _, run_dir, code, out = interrupt(tmp_path, data_root, references, "memory", "SIGTERM", "7")
+    assert code == 128 + signal.SIGTERM, out
+    last = run_dir / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    assert state["format"] == 2 and list(state["optimizers"]) == ["main"]
+    main = state.pop("optimizers")["main"]
+    state.update(format=1, optimizer=main["optimizer"], scheduler=main["scheduler"])
+    torch.save(state, last)
+
+    resume(run_dir)
+    assert_same_training(references.get("memory"), run_dir)

@@ -115,13 +115,10 @@ def _seed_worker(worker_id: int) -> None:
     SLURM's scancel signal every process of the run, and a worker that died of it would
     fail the step the trainer is finishing before it checkpoints and shuts workers down."""
     import random
-    import signal
 
-    from runlab.train.api import STOP_SIGNALS
+    from runlab.signals import ignore_stop_signals
 
-    for name in STOP_SIGNALS:
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    ignore_stop_signals()
     s = torch.initial_seed() % 2**32  # set by the DataLoader from its seeded generator
     np.random.seed(s)
     random.seed(s)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import traceback
 from datetime import timedelta
 from typing import Any
@@ -24,8 +23,7 @@ import torch.distributed as dist
 from runlab.distributed.env import Rendezvous
 from runlab.errors import ConfigError
 from runlab.runs.checkpoint import seed_everything
-
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
+from runlab.signals import remember_stop_signals
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
@@ -134,13 +132,10 @@ class Context:
         """From now until the process exits, a stop signal outside training is remembered,
         never fatal: a worker that its launcher stops while it records a failure still
         finishes run.json and exits with its own code (the launcher SIGKILLs after 30 s)."""
-        def remember(signum: int, frame: Any) -> None:
+        def remember(signum: int) -> None:
             self.pending_signal = signum
 
-        for name in STOP_SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                signal.signal(sig, remember)
+        remember_stop_signals(remember)
 
     def close(self) -> None:
         if dist.is_initialized():

@@ -69,7 +69,7 @@ def shard_weights(n: int, batch_size: int, drop_last: bool, rank: int, world: in
 
 def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
     """Every process must get at least one sample of every training batch and of each
-    evaluation split; raises ConfigError (before any training) when one would not."""
+    evaluation split, and the step must be the default one; raises ConfigError (before any training) when one would not."""
     d, problems = cfg["data"], []
     n = len(splits.train[0])
     last = batch_bounds(n, d["batch_size"], d["drop_last"])[-1:]
@@ -82,6 +82,13 @@ def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
         if data is not None and len(data[0]) < world:
             problems.append(f"data: the {name} split holds {len(data[0])} samples, fewer than the "
                             f"{world} processes")
+    from runlab.registry import MODELS
+
+    model = MODELS.get(cfg["model"]["name"]).obj
+    if cfg.get("step") or callable(getattr(model, "training_step", None)):
+        problems.append("step: a custom training_step does not run data-parallel (--nproc) yet: DDP "
+                        "averages gradients in the model's forward, which a custom step may bypass; "
+                        "train it in one process")
     if problems:
         raise ConfigError(problems)
 
@@ -161,18 +168,18 @@ class DistributedTrainer(Trainer):
             self._ranks = None
         self._last_ckpt = time.monotonic()  # on every rank, so the time test stays alike
 
-    def checkpoint(self) -> dict[str, Any]:
+    def checkpoint(self) -> ckpt.Checkpoint:
         state = super().checkpoint()
         if self._ranks is not None:
-            state["ranks"] = self._ranks
+            state.extra["ranks"] = self._ranks
         return state
 
-    def load_checkpoint(self, state: dict[str, Any]) -> None:
+    def load_checkpoint(self, state: ckpt.Checkpoint) -> None:
         """Each rank takes its own state back. Resumed with another number of processes
         (the data order does not depend on it), rank 0 takes all the metric sums."""
         super().load_checkpoint(state)
-        t = state["trainer"]
-        ranks = state.get("ranks") or [{"rng": state["rng"], "window": t["window"],
+        t = state.trainer
+        ranks = state.extra.get("ranks") or [{"rng": state.rng, "window": t["window"],
                                         "epoch_acc": t["epoch_acc"]}]
         if len(ranks) == self.ctx.world:
             mine = ranks[self.ctx.rank]
@@ -180,7 +187,7 @@ class DistributedTrainer(Trainer):
         elif self.ctx.is_main:
             mine = {k: merge_accumulators([r[k] for r in ranks]) for k in ("window", "epoch_acc")}
         else:
-            self.ctx.seed_rank(self.cfg["seed"] + state["step"])
+            self.ctx.seed_rank(self.cfg["seed"] + state.step)
             self.window.reset()
             self.epoch_acc.reset()
             return

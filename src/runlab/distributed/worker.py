@@ -71,7 +71,8 @@ def _follow(ctx: Context) -> int:
     from runlab.distributed.trainer import DistributedTrainer
     from runlab.logging.base import MultiWriter
     from runlab.runs import checkpoint as ckpt
-    from runlab.train.api import _SignalStop, prepare
+    from runlab.signals import StopFlag
+    from runlab.train.api import prepare
     from runlab.train.trainer import Interrupted
 
     plan = ctx.share()
@@ -81,14 +82,12 @@ def _follow(ctx: Context) -> int:
         p = prepare(plan["cfg"])
         ctx.seed_rank(p.cfg["seed"])
         last = Path(plan["run_dir"]) / "checkpoints" / "last.pt"
-        state = ckpt.load(last, map_location=p.device) if plan["resume"] else None
-        trainer = DistributedTrainer(ctx, p.cfg, p.splits, p.model, p.loss, p.optimizer, p.device,
-                                     MultiWriter([]), scheduled=p.scheduled, scheduler=p.scheduler,
-                                     sched_interval=p.sched_interval, sched_monitor=p.sched_monitor,
-                                     callbacks=list(p.callbacks))
+        state = ckpt.read(last, map_location=p.device) if plan["resume"] else None
+        trainer = DistributedTrainer(ctx, p.cfg, p.splits, p.model, p.loss, p.optimizers, p.device,
+                                     MultiWriter([]), **p.trainer_kwargs(), callbacks=list(p.callbacks))
         if state is not None:
             trainer.load_checkpoint(state)
-        with _SignalStop(trainer):
+        with StopFlag(trainer):
             trainer.fit()
     except Interrupted as e:
         return 128 + e.signum

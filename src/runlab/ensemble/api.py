@@ -46,6 +46,27 @@ def refusals(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
+def sequential_reason(cfg: dict[str, Any]) -> str | None:
+    """Why the seeds of `cfg` train one after another although nothing is refused: the
+    vectorised ensemble drives one optimizer over one default forward-loss step."""
+    from runlab.registry import CALLBACKS, MODELS
+    from runlab.train.events import vectorizable
+
+    if cfg.get("optimizers"):
+        return "several optimizers (optimizers:) are not vectorised"
+    if cfg["optimizer"].get("groups") or cfg["optimizer"].get("no_decay_bias_norm"):
+        return "parameter groups (optimizer.groups / no_decay_bias_norm) are not vectorised"
+    if cfg.get("step"):
+        return f"a custom step (step: {cfg['step']['name']}) is not vectorised"
+    model = MODELS.get(cfg["model"]["name"]).obj
+    if callable(getattr(model, "training_step", None)):
+        return f"model {cfg['model']['name']!r} defines its own training_step, which is not vectorised"
+    for c in cfg["callbacks"]:
+        if not vectorizable(CALLBACKS.get(c["name"]).obj):
+            return f"callback {c['name']!r} needs the single-run trainer's events"
+    return None
+
+
 def train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path,
                 run_dirs: list[Path] | None = None, vectorize: bool = True,
                 chunk: int | None = None, extra: dict[str, Any] | None = None) -> int:
@@ -73,7 +94,13 @@ def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs
     problems = refusals(cfg)
     if problems:
         raise ConfigError([*problems, "pass --no-vectorize to train the seeds one after another"])
-    todo = [(c, d, _resume_state(c, d)) for c, d in zip(cfgs, dirs, strict=True) if not _completed(d)]
+    reason = sequential_reason(cfg)
+    if reason is not None:
+        print(f"runlab: these seeds cannot be trained vectorised ({reason}); "
+              "training them one after another")
+        return _sequential(cfgs, runs_dir, dirs, extra)
+    todo = _common_point([(c, d, _resume_state(c, d)) for c, d in zip(cfgs, dirs, strict=True)
+                          if not _completed(d)])
     codes = []
     for group in _by_progress(todo):
         code = _train_group(group, runs_dir, extra, chunk)
@@ -81,6 +108,29 @@ def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs
         if code > EXIT_FAILED:  # interrupted (128 + signal) or Ctrl-C: stop here
             return code
     return max(codes, default=EXIT_OK)
+
+
+def resume_command(members: list[tuple[int, Path]]) -> str:
+    """The command that resumes an ensemble's (seed, run folder) members together (it
+    skips completed ones); the same command that a sweep reruns."""
+    dirs = " ".join(f"--run-dir {d}" for _, d in members)
+    seeds = ",".join(str(s) for s, _ in members)
+    return f"runlab train {members[0][1] / 'config.yaml'} --seeds {seeds} {dirs}"
+
+
+def members_of(run_dir: Path) -> list[tuple[int, Path]]:
+    """(seed, folder) of every member of `run_dir`'s ensemble (its sibling folders with
+    the same `ensemble` id in run.json), by seed; [] for a run of no ensemble."""
+    ensemble = read_run_json(run_dir).get("ensemble")
+    if not ensemble:
+        return []
+    found = []
+    for info in sorted(run_dir.parent.glob("*/run.json")):
+        with contextlib.suppress(OSError, ValueError):
+            other = read_run_json(info.parent)
+            if other.get("ensemble") == ensemble:
+                found.append((int(other["seed"]), info.parent))
+    return sorted(found)
 
 
 def _ensemble_id(cfg: dict[str, Any], dirs: list[Path | None]) -> str:
@@ -108,7 +158,7 @@ def _completed(run_dir: Path | None) -> bool:
     return status == "completed"
 
 
-def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> dict[str, Any] | None:
+def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> Any:
     """The member's last checkpoint when its folder has one (config checked), else None."""
     from runlab.runs import checkpoint as ckpt
 
@@ -119,7 +169,30 @@ def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> dict[str, Any] |
         diff = "\n    ".join(config_diff(stored, cfg))
         raise ConfigError(f"config of run {run_dir.name} no longer matches (stored -> given):\n    {diff}")
     last = run_dir / "checkpoints" / "last.pt"
-    return ckpt.load(last) if last.exists() else None
+    return ckpt.read(last) if last.exists() else None
+
+
+def _point(state: Any) -> tuple[int, int, int]:
+    return (state.epoch, state.step, state.batch_in_epoch) if state is not None else (0, 0, 0)
+
+
+def _common_point(todo: list[tuple]) -> list[tuple]:
+    """The members resume from one point. They checkpoint at the same steps, but a kill
+    between the writes of two members leaves some a checkpoint ahead: those go back to
+    their previous.pt (or to the start, when the others have no checkpoint yet). Without
+    such a point (members stopped early at their own steps) they stay where they are."""
+    from runlab.runs import checkpoint as ckpt
+
+    oldest = min((_point(s) for _, _, s in todo), default=(0, 0, 0))
+    out = []
+    for cfg, run_dir, state in todo:
+        if _point(state) != oldest:
+            prev = run_dir / "checkpoints" / ckpt.PREVIOUS
+            state = ckpt.read(prev) if prev.exists() and oldest != (0, 0, 0) else None
+            if _point(state) != oldest:
+                return todo
+        out.append((cfg, run_dir, state))
+    return out
 
 
 def _by_progress(todo: list[tuple]) -> list[list[tuple]]:
@@ -127,7 +200,7 @@ def _by_progress(todo: list[tuple]) -> list[list[tuple]]:
     groups: dict[tuple[int, int, int], list[tuple]] = {}
     for item in todo:
         s = item[2]
-        key = (s["epoch"], s["step"], s["batch_in_epoch"]) if s is not None else (0, 0, 0)
+        key = (s.epoch, s.step, s.batch_in_epoch) if s is not None else (0, 0, 0)
         groups.setdefault(key, []).append(item)
     return list(groups.values())
 
@@ -200,7 +273,8 @@ def _train_chunk(prepared: list, part: list[tuple], splits: Any, runs_dir: Path,
 
 def _run(session) -> int:
     from runlab import background
-    from runlab.train.api import _SignalStop, _wait_plots
+    from runlab.signals import StopFlag
+    from runlab.train.api import _wait_plots
     from runlab.train.trainer import Interrupted
 
     trainer = session.trainer
@@ -211,14 +285,13 @@ def _run(session) -> int:
     print(f"runlab: training seeds {seeds} vectorised in one process with {session.stack.method} "
           f"(ensemble {session.ensemble_id})")
     try:
-        with _SignalStop(trainer):
+        with StopFlag(trainer):
             trainer.fit()
     except Interrupted as e:
         name = signal.Signals(e.signum).name
-        dirs = " ".join(f"--run-dir {m.record.dir}" for m in trainer.active)
+        command = resume_command([(m.seed, m.record.dir) for m in trainer.active])
         print(f"runlab: {name} received: checkpoints saved at epoch {trainer.epoch} step {trainer.step}; "
-              f"resume the ensemble with `runlab train {trainer.active[0].record.dir / 'config.yaml'} "
-              f"--seeds {','.join(str(m.seed) for m in trainer.active)} {dirs}` "
+              f"resume the ensemble with `{command}` "
               "or one member alone with `runlab runs resume <run-id>`")
         for m in trainer.active:
             m.finish("interrupted", signal=name)

@@ -81,8 +81,8 @@ class Session:
         if run_dir is not None and (run_dir / "run.json").exists():
             record = RunRecord.load(run_dir)
             record.info["resumes"] = int(record.info.get("resumes", 0)) + 1
-            if state is not None and state["trainer"]["csv_offset"] is not None:
-                truncate_csv(run_dir / "metrics.csv", state["trainer"]["csv_offset"])
+            if state is not None and state.trainer["csv_offset"] is not None:
+                truncate_csv(run_dir / "metrics.csv", state.trainer["csv_offset"])
             elif state is None:  # nothing to continue from: start over in the same folder
                 (run_dir / "metrics.csv").unlink(missing_ok=True)
         else:
@@ -106,20 +106,21 @@ class Session:
         """Load every member's checkpoint into the stacked tensors and the shared state."""
         tr = self.trainer
         for m, s in zip(self.members, states, strict=True):
-            m.state.model.load_state_dict(s["model"])  # copies into the member's stacked slice
+            m.state.model.load_state_dict(s.model)  # copies into the member's stacked slice
             for i, cb in enumerate(m.callbacks):
-                cb.load_state_dict(s["callbacks"].get(f"{i}:{type(cb).__name__}", {}))
-            t = s["trainer"]
+                cb.load_state_dict(s.callback_state(i, cb))
+            t = s.trainer
             m.summary.data, m.best_value = t["summary"], t["best_value"]
             m.state.metrics, m.state.should_stop = dict(t["metrics"]), t["should_stop"]
-            m.last_log_step = s["step"]
+            m.last_log_step = s.step
         first = states[0]
-        tr.optimizer.load_state_dict(stack_optimizer([s["optimizer"] for s in states], self.stack.trained))
-        if tr.scheduler is not None and first["scheduler"] is not None:
-            tr.scheduler.load_state_dict(first["scheduler"])
-        tr.epoch, tr.step, tr.batch_in_epoch = first["epoch"], first["step"], first["batch_in_epoch"]
-        tr.window.load_state_dict(stack_accumulators([s["trainer"]["window"] for s in states]), self.device)
-        tr.epoch_acc.load_state_dict(stack_accumulators([s["trainer"]["epoch_acc"] for s in states]),
+        saved = [s.optimizers[ckpt.MAIN] for s in states]
+        tr.optimizer.load_state_dict(stack_optimizer([s["optimizer"] for s in saved], self.stack.trained))
+        if tr.scheduler is not None and saved[0]["scheduler"] is not None:
+            tr.scheduler.load_state_dict(saved[0]["scheduler"])
+        tr.epoch, tr.step, tr.batch_in_epoch = first.epoch, first.step, first.batch_in_epoch
+        tr.window.load_state_dict(stack_accumulators([s.trainer["window"] for s in states]), self.device)
+        tr.epoch_acc.load_state_dict(stack_accumulators([s.trainer["epoch_acc"] for s in states]),
                                      self.device)
         tr.sync_progress()
-        ckpt.set_rng_state(first["rng"])
+        ckpt.set_rng_state(first.rng)

@@ -170,7 +170,8 @@ class EnsembleTrainer:
             names = [name for name, wanted in (("best.pt", m.improved()), ("last.pt", due or m.state.should_stop))
                      if wanted]
             if names:  # best and last of the same moment hold the same checkpoint: written once
-                self.saver.submit(self.checkpoint(m), *(m.record.dir / "checkpoints" / n for n in names))
+                self.saver.submit(self.checkpoint(m).to_dict(), *(m.record.dir / "checkpoints" / n for n in names),
+                                  keep_previous=True)
             m.record.update(epoch=self.epoch, step=self.step, summary=m.summary.data)
         self.complete([m for m in self.active if m.state.should_stop])
 
@@ -241,27 +242,28 @@ class EnsembleTrainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self, m: Member) -> dict[str, Any]:
-        """Member m's checkpoint in the single-run format (see Trainer.checkpoint)."""
+    def checkpoint(self, m: Member) -> ckpt.Checkpoint:
+        """Member m's checkpoint, a single-run one (see Trainer.checkpoint)."""
         k = m.index
-        return {
-            "format": 1, "csv_t0": m.csv.t0, "config_hash": m.config_hash,
-            "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
-            "model": {n: t.clone() for n, t in m.state.model.state_dict().items()},
-            "optimizer": slice_optimizer(self.optimizer.state_dict(), self.stack.trained, k),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": {},
-            "rng": ckpt.rng_state(),
-            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(m.callbacks)},
-            "trainer": {
+        return ckpt.Checkpoint(
+            csv_t0=m.csv.t0, config_hash=m.config_hash, config=m.cfg,
+            epoch=self.epoch, step=self.step, batch_in_epoch=self.batch_in_epoch,
+            model={n: t.clone() for n, t in m.state.model.state_dict().items()},
+            optimizers={ckpt.MAIN: {
+                "optimizer": slice_optimizer(self.optimizer.state_dict(), self.stack.trained, k),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}},
+            scaler={},
+            rng=ckpt.rng_state(),
+            callbacks={ckpt.callback_key(i, cb): cb.state_dict() for i, cb in enumerate(m.callbacks)},
+            trainer={
                 "window": slice_accumulator(self.window.state_dict(), k),
                 "epoch_acc": slice_accumulator(self.epoch_acc.state_dict(), k),
                 "summary": m.summary.data, "best_value": m.best_value,
                 "metrics": dict(m.state.metrics), "should_stop": m.state.should_stop,
                 "csv_offset": m.csv.tell(),
             },
-            "ensemble": {**self.ensemble, "index": k, "seeds": [x.seed for x in self.members]},
-        }
+            extra={"ensemble": {**self.ensemble, "index": k, "seeds": [x.seed for x in self.members]}},
+        )
 
     def maybe_checkpoint_steps(self) -> None:
         """Mid-epoch checkpoints every `checkpoint_every_steps` / `_minutes` (as Trainer)."""
@@ -276,5 +278,6 @@ class EnsembleTrainer:
     def save_checkpoints(self) -> None:
         for m in self.active:
             m.flush()
-            self.saver.submit(self.checkpoint(m), m.record.dir / "checkpoints" / "last.pt")
+            self.saver.submit(self.checkpoint(m).to_dict(), m.record.dir / "checkpoints" / "last.pt",
+                              keep_previous=True)
         self._last_ckpt = time.monotonic()

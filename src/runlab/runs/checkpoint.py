@@ -1,4 +1,6 @@
-"""Checkpoint I/O: atomic writes (temp file, fsync, rename) and RNG state capture.
+"""Checkpoints: the typed `Checkpoint` (one field per component's state_dict), written
+and read here only (`write`, `read`; atomic: temp file, fsync, rename), and RNG state
+capture.
 
 A crash while writing never damages the previous good checkpoint: the new file only
 replaces the old one by an atomic rename after its bytes are on disk.
@@ -12,11 +14,85 @@ import random
 import shutil
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+
+PREVIOUS = "previous.pt"  # an ensemble member's checkpoint before its last.pt
+FORMAT = 2  # 1: one optimizer under `optimizer` / `scheduler`; 2: `optimizers` by name
+MAIN = "main"  # the optimizer of format-1 checkpoints (and of `optimizer:` configs)
+
+
+@dataclass
+class Checkpoint:
+    """Everything a run needs to continue bit for bit. On disk: `to_dict()` (plain dicts
+    and tensors, loadable with `torch.load(weights_only=True)`).
+
+    `optimizers`: name -> {"optimizer": state_dict, "scheduler": state_dict | None};
+    `callbacks`: "<index>:<class>" -> state_dict; `trainer`: the loop's own state
+    (metric accumulators, summary, best value, pending scalars, hparams, csv offset);
+    `extra`: what a strategy adds (distributed `ranks`, seed `ensemble`).
+
+    Example:
+        >>> state = read(run_dir / "checkpoints" / "last.pt")
+        >>> state.epoch, state.optimizers["main"]["optimizer"]["param_groups"][0]["lr"]
+    """
+
+    config: dict[str, Any]
+    config_hash: str
+    epoch: int
+    step: int
+    batch_in_epoch: int
+    model: dict[str, torch.Tensor]
+    optimizers: dict[str, dict[str, Any]]
+    scaler: dict[str, Any]
+    rng: dict[str, Any]
+    callbacks: dict[str, dict[str, Any]]
+    trainer: dict[str, Any]
+    csv_t0: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**out, **self.extra, "format": FORMAT}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Checkpoint:
+        """Any format: format 1's `optimizer` / `scheduler` become the optimizer 'main'."""
+        d = dict(d)
+        if "optimizers" not in d:
+            d["optimizers"] = {MAIN: {"optimizer": d.pop("optimizer"), "scheduler": d.pop("scheduler", None)}}
+        d.setdefault("config", {})
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in d.items() if k in names},
+                   extra={k: v for k, v in d.items() if k not in names})
+
+    def callback_state(self, index: int, callback: Any) -> dict[str, Any]:
+        return self.callbacks.get(callback_key(index, callback), {})
+
+
+def callback_key(index: int, callback: Any) -> str:
+    return f"{index}:{type(callback).__name__}"
+
+
+def optimizer_entry(optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """One optimizer's part of a checkpoint (`Checkpoint.optimizers[name]`)."""
+    return {"optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None}
+
+
+def write(state: Checkpoint, *paths: Path) -> None:
+    """Write `state` atomically to every one of `paths` (see `save_atomic`)."""
+    save_atomic(state.to_dict(), *paths)
+
+
+def read(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """The checkpoint at `path`, of any format."""
+    return Checkpoint.from_dict(load(path, map_location))
 
 
 def save_atomic(obj: dict[str, Any], *paths: Path) -> None:
@@ -29,7 +105,10 @@ def save_atomic(obj: dict[str, Any], *paths: Path) -> None:
     _write_atomic(lambda f: torch.save(obj, f), paths)
 
 
-def _write_atomic(write: Callable[[BinaryIO], Any], paths: tuple[Path, ...]) -> None:
+def _write_atomic(write: Callable[[BinaryIO], Any], paths: tuple[Path, ...],
+                  keep_previous: bool = False) -> None:
+    """`keep_previous`: a last.pt being replaced becomes previous.pt first (a hard link
+    renamed into place, so at every instant last.pt is a whole checkpoint)."""
     targets = [Path(p) for p in paths]
     tmps = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in targets]
     try:
@@ -44,6 +123,11 @@ def _write_atomic(write: Callable[[BinaryIO], Any], paths: tuple[Path, ...]) -> 
                 f.flush()
                 os.fsync(f.fileno())
         for target, tmp in zip(targets, tmps, strict=True):
+            if keep_previous and target.name == "last.pt" and target.exists():
+                link = target.with_name(f".{PREVIOUS}.{os.getpid()}.tmp")
+                link.unlink(missing_ok=True)
+                os.link(target, link)
+                os.replace(link, target.with_name(PREVIOUS))
             os.replace(tmp, target)
     finally:
         for tmp in tmps:
@@ -72,13 +156,15 @@ class BackgroundSaver:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
 
-    def submit(self, obj: dict[str, Any], *paths: Path) -> None:
+    def submit(self, obj: dict[str, Any], *paths: Path, keep_previous: bool = False) -> None:
+        """`keep_previous`: see `_write_atomic` (ensemble members keep one older last.pt)."""
         buffer = io.BytesIO()
         torch.save(obj, buffer)
         data = buffer.getbuffer()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="runlab-checkpoints")
-        self._pending.append(self._pool.submit(_write_atomic, lambda f: f.write(data), paths))
+        self._pending.append(self._pool.submit(_write_atomic, lambda f: f.write(data), paths,
+                                               keep_previous))
 
     def wait(self) -> None:
         pending, self._pending = self._pending, []
@@ -87,7 +173,8 @@ class BackgroundSaver:
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with `weights_only=True` (no arbitrary code from pickles)."""
+    """A checkpoint file as stored (a dict), loaded with `weights_only=True` (no
+    arbitrary code from pickles); `read` gives the typed `Checkpoint`."""
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

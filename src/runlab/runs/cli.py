@@ -139,6 +139,15 @@ def show(
     if record.get("summary"):
         console.print(_summary_table(record["summary"]))
     console.print(_files_table(run_dir))
+    if record.get("ensemble") and record["status"] != "completed":
+        from runlab.ensemble.api import members_of, resume_command
+
+        members = members_of(run_dir)
+        if len(members) > 1:
+            console.print(f"\nresume the ensemble ({len(members)} seeds): {resume_command(members)}",
+                          soft_wrap=True, highlight=False)
+        console.print(f"resume this member alone: runlab runs resume {record.get('id')}",
+                      highlight=False)
 
 
 @app.command()

@@ -19,7 +19,6 @@ from runlab.config import config_diff, config_hash, save_config, validate_config
 from runlab.errors import ConfigError
 from runlab.runs.folder import CaptureOutput, RunRecord, new_run_id, read_run_json
 
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
@@ -31,13 +30,20 @@ class Prepared:
     splits: Any
     model: Any
     loss: Any
-    optimizer: Any
-    scheduler: Any
-    sched_interval: str
-    sched_monitor: str | None
+    optimizers: dict  # name -> runlab.optim.OptimizerSlot
     scheduled: list
     device: Any
     callbacks: list = field(default_factory=list)
+    step: Any = None  # the `step:` component, if the config names one
+
+    @property
+    def optimizer(self) -> Any:
+        """The first (or only) optimizer."""
+        return next(iter(self.optimizers.values())).optimizer
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """The Trainer's keyword arguments that come from the config."""
+        return {"scheduled": self.scheduled, "step": self.step}
 
 
 def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
@@ -45,11 +51,12 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     `splits`: the data already built from this `cfg["data"]` (an ensemble's seeds share it)."""
     import torch
 
-    from runlab.optim import build_optimizer, build_scheduler
+    from runlab.optim import build_optimizers
     from runlab.registry import CALLBACKS
     from runlab.runs.checkpoint import seed_everything
     from runlab.train.build import build_model_and_loss, build_splits, resolve_device
     from runlab.train.callbacks import EarlyStopping
+    from runlab.train.step import build_step
 
     validate_config(cfg)
     device = resolve_device(str(cfg["trainer"]["device"]))
@@ -63,22 +70,22 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
         problems = validate_diagnostics(cfg["diagnostics"], built.model, splits.meta)
         if problems:
             raise ConfigError(problems)
-    try:
-        optimizer = build_optimizer(cfg["optimizer"], built.model.parameters())
-        n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
-        steps = max(1, n_batches // cfg["trainer"]["accumulate"])
-        scheduler, interval, monitor = build_scheduler(
-            cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"], steps)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"optimizer/scheduler: {e}") from None
-    callbacks = [CALLBACKS.get(c["name"]).obj(**{k: v for k, v in c.items() if k != "name"})
-                 for c in cfg["callbacks"]]
+    n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
+    steps = max(1, n_batches // cfg["trainer"]["accumulate"])
+    optimizers = build_optimizers(cfg, built.model, cfg["trainer"]["max_epochs"], steps)
+    step = build_step(cfg["step"])
+    callbacks = []
+    for i, c in enumerate(cfg["callbacks"]):
+        try:
+            callbacks.append(CALLBACKS.get(c["name"]).obj(**{k: v for k, v in c.items() if k != "name"}))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"callbacks[{i}]: building '{c['name']}' failed: {e}") from None
     if cfg["trainer"]["early_stopping"]:
         callbacks.append(EarlyStopping(**cfg["trainer"]["early_stopping"]))
     if cfg["trainer"]["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    return Prepared(cfg, splits, built.model, built.loss, optimizer, scheduler, interval,
-                    monitor, built.scheduled, device, callbacks)
+    return Prepared(cfg, splits, built.model, built.loss, optimizers, built.scheduled, device,
+                    callbacks, step)
 
 
 def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal,
@@ -88,7 +95,7 @@ def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal
     from runlab.logging.csv import CSVWriter
 
     lg = cfg["logging"]
-    csv = CSVWriter(run_dir / "metrics.csv", t0=resume_state["csv_t0"] if resume_state else None)
+    csv = CSVWriter(run_dir / "metrics.csv", t0=resume_state.csv_t0 if resume_state else None)
     writers: list = [csv]
     console = None
     if lg["console"]:
@@ -113,29 +120,6 @@ def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal
     return MultiWriter(writers), csv, console
 
 
-class _SignalStop:
-    """Turns stop signals into a flag the Trainer checks after each step."""
-
-    def __init__(self, trainer):
-        self.trainer, self.saved = trainer, {}
-
-    def __enter__(self):
-        for name in STOP_SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                self.saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.trainer.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.trainer.stop_signal = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-
 def create_run_dir(cfg: dict[str, Any], runs_dir: Path, run_dir: Path | None,
                    extra: dict[str, Any]) -> RunRecord:
     from runlab.runs.provenance import collect_provenance, write_provenance_files
@@ -156,12 +140,13 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
     """Train inside an existing run folder; record how it ended. Returns the exit code.
     `trainer_factory` builds the trainer in place of `Trainer` (runlab.distributed's)."""
     from runlab import background
+    from runlab.signals import StopFlag
     from runlab.train.trainer import Interrupted, Trainer
 
     run_dir = record.dir
     marker = None
     if resume_state is not None:
-        marker = f"===== runlab: resumed at epoch {resume_state['epoch']} step {resume_state['step']} ====="
+        marker = f"===== runlab: resumed at epoch {resume_state.epoch} step {resume_state.step} ====="
     terminal = sys.stdout
     with CaptureOutput(run_dir / "stdout.log", marker):
         writer, csv, console = make_writers(p.cfg, run_dir, record, terminal, resume_state)
@@ -170,9 +155,8 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             from runlab.diagnostics.runner import DiagnosticsCallback
 
             callbacks.append(DiagnosticsCallback(p.cfg["diagnostics"], run_dir, p.cfg["seed"]))
-        trainer = (trainer_factory or Trainer)(p.cfg, p.splits, p.model, p.loss, p.optimizer, p.device, writer,
-                          scheduled=p.scheduled, scheduler=p.scheduler,
-                          sched_interval=p.sched_interval, sched_monitor=p.sched_monitor,
+        trainer = (trainer_factory or Trainer)(p.cfg, p.splits, p.model, p.loss, p.optimizers, p.device,
+                          writer, **p.trainer_kwargs(),
                           callbacks=callbacks, run_dir=run_dir, progress=console, csv=csv,
                           on_epoch=lambda t: record.update(epoch=t.state.epoch, step=t.state.step,
                                                            summary=t.summary.data))
@@ -184,7 +168,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
         background.prewarm()  # the drawing process imports matplotlib while training starts
         record.start()
         try:
-            with _SignalStop(trainer):
+            with StopFlag(trainer):
                 summary = trainer.fit()
         except Interrupted as e:
             name = signal.Signals(e.signum).name
@@ -267,10 +251,10 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
     stored = load_config(run_dir / "config.yaml")
     cfg = stored if cfg is None else cfg
     last = run_dir / "checkpoints" / "last.pt"
-    state = ckpt.load(last) if last.exists() else None  # on the CPU, where RNG states must be
+    state = ckpt.read(last) if last.exists() else None  # on the CPU, where RNG states must be
     changes = config_diff(stored, cfg)
-    if state is not None and state["config_hash"] != config_hash(cfg):  # e.g. config.yaml edited
-        changes = changes or config_diff(state.get("config", {}), cfg)
+    if state is not None and state.config_hash != config_hash(cfg):  # e.g. config.yaml edited
+        changes = changes or config_diff(state.config, cfg)
     if changes and not force:
         diff = "\n    ".join(changes)
         raise ConfigError(f"config of run {info['id']} no longer matches the one it was trained with "
@@ -278,7 +262,7 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
     p = prepare(cfg)
     if changes and state is not None:
         try:  # a forced change must still fit the weights it continues from
-            p.model.load_state_dict(state["model"])
+            p.model.load_state_dict(state.model)
         except RuntimeError as e:
             raise ConfigError(f"checkpoint {last} does not fit the changed config: {e}") from None
     record = RunRecord.load(run_dir)
@@ -289,8 +273,8 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
         record.info["forced_changes"] = [*record.info.get("forced_changes", []), *changes]
     for tmp in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill during a checkpoint write
         tmp.unlink()
-    if state is not None and state["trainer"]["csv_offset"] is not None:
-        truncate_csv(run_dir / "metrics.csv", state["trainer"]["csv_offset"])
+    if state is not None and state.trainer["csv_offset"] is not None:
+        truncate_csv(run_dir / "metrics.csv", state.trainer["csv_offset"])
     elif state is None:  # nothing to continue from: start over in the same folder
         (run_dir / "metrics.csv").unlink(missing_ok=True)
     return runner(p, record, state)

@@ -7,6 +7,7 @@ that raises is named in the error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,11 +21,20 @@ if TYPE_CHECKING:
 EVENTS = (
     "on_fit_start",  # after everything is built (and restored on resume), before the first step
     "on_epoch_start",
+    "on_before_backward",  # a loss is about to be backpropagated (state.terms: the step's terms)
+    "on_before_optimizer_step",  # gradients are final (unscaled when clipping); state.optimizer_name
+    "on_after_optimizer_step",  # parameters updated, gradients not yet zeroed; state.optimizer_name
     "on_train_batch_end",  # after the optimiser step; state.step already incremented
+    "on_evaluate_start",  # before the val or test split is evaluated; state.evaluating names it
+    "on_evaluate_end",  # after that evaluation (before its values are logged)
     "on_validation_end",  # state.metrics holds this epoch's val/* values
     "on_epoch_end",  # after validation and logging of the epoch; state.epoch = epochs finished
     "on_fit_end",  # after the test split was evaluated; state.metrics holds test/*
 )
+
+# Events the vectorised seed ensemble does not emit (its step and evaluation are stacked).
+SINGLE_RUN_EVENTS = ("on_before_backward", "on_before_optimizer_step", "on_after_optimizer_step",
+                     "on_evaluate_start", "on_evaluate_end")
 
 
 @dataclass
@@ -36,7 +46,7 @@ class TrainState:
     run_dir: Path | None
     meta: DatasetMeta
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # the first (or only) optimizer
     device: torch.device
     writer: Writer
     max_epochs: int
@@ -49,6 +59,12 @@ class TrainState:
     pending: dict[str, float] = field(default_factory=dict)  # scalars logged by callbacks
     train_data: Any = None  # (x, y) tensors of the train split
     val_data: Any = None  # (x, y) tensors of the validation split, or None
+    optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)  # all, by name
+    optimizer_name: str = ""  # the optimizer being stepped (optimizer-step events)
+    terms: dict[str, Any] = field(default_factory=dict)  # the step's terms (on_before_backward)
+    evaluating: str = ""  # the split being evaluated ("val" or "test"), else ""
+    # Writes the run's checkpoint, as the Trainer would, to a path (None: no run folder)
+    write_checkpoint: Callable[[Path], None] | None = None
 
     def log(self, name: str, value: float) -> None:
         """Log a scalar at the current step (any name, at any time)."""
@@ -59,9 +75,18 @@ class Callback:
     """Base class: override the events you need. State for resume goes through
     `state_dict` / `load_state_dict` and lands in the checkpoint."""
 
+    # False for callbacks that need what only the single-run Trainer gives (the events of
+    # SINGLE_RUN_EVENTS, `state.write_checkpoint`): `--seeds` then trains seeds one by one.
+    vectorizable = True
+
     def on_fit_start(self, state: TrainState) -> None: ...
     def on_epoch_start(self, state: TrainState) -> None: ...
+    def on_before_backward(self, state: TrainState) -> None: ...
+    def on_before_optimizer_step(self, state: TrainState) -> None: ...
+    def on_after_optimizer_step(self, state: TrainState) -> None: ...
     def on_train_batch_end(self, state: TrainState) -> None: ...
+    def on_evaluate_start(self, state: TrainState) -> None: ...
+    def on_evaluate_end(self, state: TrainState) -> None: ...
     def on_validation_end(self, state: TrainState) -> None: ...
     def on_epoch_end(self, state: TrainState) -> None: ...
     def on_fit_end(self, state: TrainState) -> None: ...
@@ -75,6 +100,12 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def vectorizable(cls: type) -> bool:
+    """Whether a callback class works in a vectorised seed ensemble."""
+    overrides = any(getattr(cls, e, None) is not getattr(Callback, e) for e in SINGLE_RUN_EVENTS)
+    return cls.vectorizable and not overrides
 
 
 def emit(callbacks: list[Callback], event: str, state: TrainState, where: str = "") -> None:

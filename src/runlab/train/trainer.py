@@ -3,6 +3,8 @@
 Per step it does only what a hand-written loop does (forward, backward, optimiser
 step) plus two device-side additions (metric sums, a non-finite check). Values
 reach the host only every `logging.log_every_steps` steps and at epoch ends.
+A user's `training_step` (runlab.train.step) replaces forward-backward-step; the
+rest of the loop (data, logging, validation, checkpoints) stays the same.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from runlab.data.loader import make_loader
 from runlab.hparams import ScheduledParam, apply_schedules
 from runlab.logging.base import Writer
 from runlab.losses import compute_terms
+from runlab.optim import OptimizerSlot
 from runlab.runs import checkpoint as ckpt
 from runlab.train.build import PRECISION_DTYPES
 from runlab.train.events import Callback, TrainState, emit, log_scalars
 from runlab.train.metrics import Accumulator, Summary, improves
+from runlab.train.step import StepContext, user_step
 
 
 class NonFiniteLoss(RuntimeError):
@@ -42,22 +46,24 @@ class Interrupted(Exception):
 
 class Trainer:
     """Trains one model as its config says. Build it with `runlab.train.api` (or by hand:
-    every collaborator is passed in explicitly, nothing is global). `shard=(rank, world)`
-    makes the loaders yield one process's part of every batch (`runlab.distributed`)."""
+    every collaborator is passed in explicitly, nothing is global). `optimizers`: the
+    run's optimizers by name (`runlab.optim.build_optimizers`); `step`: a `step:`
+    component (else the model's own `training_step`, else the default step).
+    `shard=(rank, world)` makes the loaders yield one process's part of every batch
+    (`runlab.distributed`)."""
 
     accumulator_type: type[Accumulator] = Accumulator  # metric sums; distributed runs reduce them
 
     def __init__(self, cfg: dict[str, Any], splits: Splits, model: nn.Module, loss: nn.Module,
-                 optimizer: torch.optim.Optimizer, device: torch.device, writer: Writer, *,
-                 scheduled: list[ScheduledParam] | None = None, scheduler: Any = None,
-                 sched_interval: str = "epoch", sched_monitor: str | None = None,
+                 optimizers: dict[str, OptimizerSlot], device: torch.device, writer: Writer, *,
+                 scheduled: list[ScheduledParam] | None = None, step: Any = None,
                  callbacks: list[Callback] | None = None, run_dir: Path | None = None,
                  progress: Any = None, csv: Any = None, on_epoch: Any = None,
                  shard: tuple[int, int] = (0, 1)):
         self.cfg, self.splits, self.device = cfg, splits, device
-        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.model, self.loss, self.slots = model, loss, optimizers
+        self.optimizer = next(iter(optimizers.values())).optimizer  # its lr is logged as `lr`
         self.writer, self.scheduled = writer, scheduled or []
-        self.scheduler, self.sched_interval, self.sched_monitor = scheduler, sched_interval, sched_monitor
         self.callbacks, self.run_dir = callbacks or [], run_dir
         self.progress, self.csv, self.on_epoch = progress, csv, on_epoch
         t, d = cfg["trainer"], cfg["data"]
@@ -80,9 +86,20 @@ class Trainer:
             name: make_loader(data, eval_bs, shuffle=False, **common)
             for name, data in (("val", splits.val), ("test", splits.test)) if data is not None
         }
-        self.state = TrainState(cfg, run_dir, splits.meta, model, optimizer, device, writer,
+        self.state = TrainState(cfg, run_dir, splits.meta, model, self.optimizer, device, writer,
                                 self.max_epochs)
         self.state.train_data, self.state.val_data = splits.train, splits.val
+        self.state.optimizers = {name: slot.optimizer for name, slot in optimizers.items()}
+        self.state.write_checkpoint = self.write_checkpoint if run_dir is not None else None
+        # The step: the default forward-loss-backward-step, or the user's own.
+        self.user_step = user_step(model, step)
+        self.step_ctx = StepContext(self) if self.user_step is not None else None
+        if self.step_ctx is not None:
+            self.train_step, self.end_step = self.custom_train_step, self.custom_end_step
+        else:
+            self.train_step, self.end_step = self.forward_backward, self.optimizer_step
+        own_val = callable(getattr(self.user_step, "validation_step", None))
+        self.eval_step = self.custom_eval_step if own_val else self.default_eval_step
         self.window, self.epoch_acc = self.accumulator_type(), self.accumulator_type()
         self.summary = Summary()
         self.monitor = t["monitor"] or (t["early_stopping"] or {}).get("monitor") or (
@@ -127,13 +144,13 @@ class Trainer:
         self.model.train()
         for x, y in loader.epoch(s.epoch, start=s.batch_in_epoch):
             self.hparams = apply_schedules(self.scheduled, s.epoch + s.batch_in_epoch / n_batches, s.step)
-            terms = self.forward_backward(x, y)
+            terms = self.train_step(x, y)
             s.batch_in_epoch += 1
             vals = self.window.add(terms, len(x))
             self.epoch_acc.add_values(vals, len(x), self.window.keys)
             if s.batch_in_epoch % self.accumulate and s.batch_in_epoch < n_batches:
                 continue  # gradient accumulation: step after `accumulate` batches
-            self.optimizer_step()
+            self.end_step()
             if self.progress is not None:
                 self.progress.advance(self.accumulate, len(x))
             if s.step % self.log_every == 0:
@@ -146,23 +163,59 @@ class Trainer:
         s.epoch, s.batch_in_epoch = s.epoch + 1, 0
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The default step's first half: forward, the loss's terms, backward."""
         with self.autocast():
             out = self.forward(x)
             terms = compute_terms(out, x, y, self.loss, self.reconstructs, self.classification)
-        loss = terms["loss"]
-        self.scaler.scale(loss / self.accumulate if self.accumulate > 1 else loss).backward()
+        self.state.terms = terms
+        self.backward(terms["loss"], self.accumulate)
         return terms
 
+    def backward(self, loss: torch.Tensor, accumulate: int, **kwargs: Any) -> None:
+        self._emit("on_before_backward")
+        self.scaler.scale(loss / accumulate if accumulate > 1 else loss).backward(**kwargs)
+
     def optimizer_step(self) -> None:
-        if self.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.scaler.step(self.optimizer)
+        """The default step's second half: step every optimizer, count the step."""
+        for slot in self.slots.values():
+            self.step_optimizer(slot)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
-        if self.scheduler is not None and self.sched_interval == "step":
-            self.scheduler.step()
+
+    def step_optimizer(self, slot: OptimizerSlot) -> None:
+        """Clip, step (through the scaler), zero the gradients, step a per-step scheduler."""
+        self.state.optimizer_name = slot.name
+        self._emit("on_before_optimizer_step")
+        if self.grad_clip:
+            self.scaler.unscale_(slot.optimizer)
+            nn.utils.clip_grad_norm_(slot.params, self.grad_clip)
+        self.scaler.step(slot.optimizer)
+        self._emit("on_after_optimizer_step")
+        slot.optimizer.zero_grad(set_to_none=True)
+        if slot.scheduler is not None and slot.interval == "step":
+            slot.scheduler.step()
+
+    def custom_train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The user's `training_step`; a returned `loss` is backpropagated unless the step
+        called `ctx.backward` / `ctx.step` itself (runlab.train.step)."""
+        ctx = self.step_ctx
+        ctx.begin()
+        terms = ctx.terms(self.user_step.training_step((x, y), ctx), "training_step")
+        loss = terms.get("loss")
+        if not ctx.manual and loss is not None and loss.requires_grad:
+            self.state.terms = terms
+            self.backward(loss, self.accumulate)
+        return terms
+
+    def custom_end_step(self) -> None:
+        if not self.step_ctx.manual:
+            self.optimizer_step()
+            return
+        if self.step_ctx.stepped:
+            self.scaler.update()
+        for slot in self.slots.values():  # no gradient of this step leaks into the next
+            slot.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
@@ -170,14 +223,25 @@ class Trainer:
         loader = self.eval_loaders.get(split)
         if loader is None:
             return {}
+        self.state.evaluating = split
+        self._emit("on_evaluate_start")
         self.model.eval()
         acc = self.accumulator_type()
         for x, y in loader.epoch():
-            with self.autocast():
-                out = self.forward(x)
-                acc.add(compute_terms(out, x, y, self.loss, self.reconstructs, self.classification), len(x))
+            acc.add(self.eval_step(x, y), len(x))
         self.model.train()
+        self._emit("on_evaluate_end")
+        self.state.evaluating = ""
         return {f"{split}/{k}": v for k, v in acc.means().items()}
+
+    def default_eval_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            out = self.forward(x)
+            return compute_terms(out, x, y, self.loss, self.reconstructs, self.classification)
+
+    def custom_eval_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.step_ctx.begin()
+        return self.step_ctx.terms(self.user_step.validation_step((x, y), self.step_ctx), "validation_step")
 
     def end_epoch(self, val: dict[str, float]) -> None:
         s = self.state
@@ -186,11 +250,12 @@ class Trainer:
         self.epoch_acc.reset()
         s.metrics.update(train)
         self.log(val)
-        if self.scheduler is not None and self.sched_interval == "epoch":
-            if self.sched_monitor:
-                self.scheduler.step(s.metrics.get(self.sched_monitor, math.inf))
-            else:
-                self.scheduler.step()
+        for slot in self.slots.values():
+            if slot.scheduler is not None and slot.interval == "epoch":
+                if slot.monitor:
+                    slot.scheduler.step(s.metrics.get(slot.monitor, math.inf))
+                else:
+                    slot.scheduler.step()
         if self.progress is not None:
             order = {"train": 0, "val": 1}
             shown = sorted((k for k in s.metrics if k != "epoch" and not k.startswith("test/")),
@@ -204,7 +269,7 @@ class Trainer:
         if due or s.epoch >= self.max_epochs or s.should_stop or self.stop_signal is not None:
             self.save_checkpoint(also_best=best)  # one serialisation for both files
         elif best:
-            ckpt.save_atomic(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt")
+            ckpt.write(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt")
         if self.on_epoch is not None:
             self.on_epoch(self)
 
@@ -218,7 +283,10 @@ class Trainer:
         self.check_finite(means)
         self._last_log_step = self.state.step
         scalars = {f"train/{k}": v for k, v in means.items()}
-        scalars["lr"] = self.optimizer.param_groups[0]["lr"]
+        if len(self.slots) == 1:
+            scalars["lr"] = self.optimizer.param_groups[0]["lr"]
+        else:
+            scalars.update({f"lr/{n}": slot.optimizer.param_groups[0]["lr"] for n, slot in self.slots.items()})
         scalars.update(self.hparams)
         self.state.metrics.update(scalars)
         self.log(scalars)
@@ -276,19 +344,19 @@ class Trainer:
             self.best_value = value
         return better
 
-    def checkpoint(self) -> dict[str, Any]:
+    def checkpoint(self) -> ckpt.Checkpoint:
         s = self.state
-        return {
-            "format": 1, "csv_t0": self.csv.t0 if self.csv is not None else None,
-            "config_hash": config_hash(self.cfg), "config": self.cfg,
-            "epoch": s.epoch, "step": s.step, "batch_in_epoch": s.batch_in_epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict(),
-            "rng": ckpt.rng_state(),
-            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(self.callbacks)},
-            "trainer": {
+        return ckpt.Checkpoint(
+            csv_t0=self.csv.t0 if self.csv is not None else None,
+            config_hash=config_hash(self.cfg), config=self.cfg,
+            epoch=s.epoch, step=s.step, batch_in_epoch=s.batch_in_epoch,
+            model=self.model.state_dict(),
+            optimizers={n: ckpt.optimizer_entry(slot.optimizer, slot.scheduler)
+                        for n, slot in self.slots.items()},
+            scaler=self.scaler.state_dict(),
+            rng=ckpt.rng_state(),
+            callbacks={ckpt.callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            trainer={
                 "window": self.window.state_dict(), "epoch_acc": self.epoch_acc.state_dict(),
                 "summary": self.summary.data, "best_value": self.best_value,
                 "metrics": dict(s.metrics), "should_stop": s.should_stop,
@@ -298,7 +366,11 @@ class Trainer:
                 "scheduled": {p.key: getattr(p.target, p.attr) for p in self.scheduled},
                 "csv_offset": self.csv.tell() if self.csv is not None else None,
             },
-        }
+        )
+
+    def write_checkpoint(self, path: Path) -> None:
+        """Write this moment's checkpoint to `path` (a kept copy: `checkpoints/epoch-N.pt`)."""
+        ckpt.write(self.checkpoint(), path)
 
     def save_checkpoint(self, also_best: bool = False) -> None:
         """Write last.pt (and best.pt, the same checkpoint, with `also_best`). Pending
@@ -308,21 +380,25 @@ class Trainer:
             return
         self.writer.flush()
         names = ("last.pt", "best.pt") if also_best else ("last.pt",)
-        ckpt.save_atomic(self.checkpoint(), *(self.run_dir / "checkpoints" / n for n in names))
+        ckpt.write(self.checkpoint(), *(self.run_dir / "checkpoints" / n for n in names))
         self._last_ckpt, self._ckpt_due = time.monotonic(), False
 
-    def load_checkpoint(self, state: dict[str, Any]) -> None:
+    def load_checkpoint(self, state: ckpt.Checkpoint) -> None:
         """Restore everything the rest of the run depends on (see `checkpoint`)."""
         s = self.state
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        s.epoch, s.step, s.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
+        self.model.load_state_dict(state.model)
+        saved = state.optimizers
+        if saved.keys() != self.slots.keys():
+            raise ValueError(f"the checkpoint holds optimizers {sorted(saved)}, the run has {sorted(self.slots)}")
+        for name, slot in self.slots.items():
+            slot.optimizer.load_state_dict(saved[name]["optimizer"])
+            if slot.scheduler is not None and saved[name]["scheduler"] is not None:
+                slot.scheduler.load_state_dict(saved[name]["scheduler"])
+        self.scaler.load_state_dict(state.scaler)
+        s.epoch, s.step, s.batch_in_epoch = state.epoch, state.step, state.batch_in_epoch
         for i, cb in enumerate(self.callbacks):
-            cb.load_state_dict(state["callbacks"].get(f"{i}:{type(cb).__name__}", {}))
-        t = state["trainer"]
+            cb.load_state_dict(state.callback_state(i, cb))
+        t = state.trainer
         self.window.load_state_dict(t["window"], self.device)
         self.epoch_acc.load_state_dict(t["epoch_acc"], self.device)
         self.summary.data, self.best_value = t["summary"], t["best_value"]
@@ -332,4 +408,4 @@ class Trainer:
         for p in self.scheduled:  # validation may come before the next batch sets them again
             if p.key in t.get("scheduled", {}):
                 setattr(p.target, p.attr, t["scheduled"][p.key])
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state.rng)
