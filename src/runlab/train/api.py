@@ -20,7 +20,7 @@ from runlab.errors import ConfigError
 from runlab.runs.folder import CaptureOutput, RunRecord, new_run_id, read_run_json
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 @dataclass
@@ -156,6 +156,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
     """Train inside an existing run folder; record how it ended. Returns the exit code.
     `trainer_factory` builds the trainer in place of `Trainer` (runlab.distributed's)."""
     from runlab import background
+    from runlab.train.metrics import UnknownMonitor
     from runlab.train.trainer import Interrupted, Trainer
 
     run_dir = record.dir
@@ -200,7 +201,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             _finish(record, trainer, writer, callbacks, "failed", error=err)
             if isinstance(e, KeyboardInterrupt):
                 return 130
-            return EXIT_FAILED
+            return EXIT_BAD_INPUT if isinstance(e, UnknownMonitor) else EXIT_FAILED
         plots = background.submit(background.plot_metrics, run_dir)
         _finish(record, trainer, writer, callbacks, "completed")
         _wait_plots(plots)
