@@ -133,7 +133,7 @@ def default_family(name: str) -> str:
     without its last part when it has several (per-class, per-layer members):
     train/loss, train/loss_epoch, val/loss -> loss; val/acc_class/3 -> acc_class;
     diag/norms/encoder.0 -> diag/norms; diag/jacobian/encoder/frobenius ->
-    diag/jacobian/encoder; hparam/beta -> hparam; lr -> lr."""
+    diag/jacobian/encoder; hparam/beta -> hparam/beta; lr -> lr."""
     parts = name.split("/")
     if parts[0] in SPLITS and len(parts) > 1:
         rest = parts[1:]
@@ -141,9 +141,7 @@ def default_family(name: str) -> str:
             return "/".join(rest[:-1])
         leaf = rest[0]
         return leaf[: -len(EPOCH_SUFFIX)] if leaf.endswith(EPOCH_SUFFIX) and leaf != EPOCH_SUFFIX else leaf
-    if len(parts) > 2:
-        return "/".join(parts[:-1])
-    return parts[0] if len(parts) == 2 and parts[0] else name
+    return "/".join(parts[:-1]) if len(parts) > 2 else name
 
 
 def file_stem(family: str) -> str:
@@ -218,3 +216,19 @@ def did_you_mean(name: str, seen: list[str] | set[str]) -> str:
 
     close = difflib.get_close_matches(name, sorted(seen), n=3, cutoff=0.5)
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def recorded_goal(summaries: Any, metric: str) -> str | None:
+    """The goal (min|max) of `metric` recorded in the first run.json summary holding one."""
+    for summary in summaries:
+        entry = (summary or {}).get(metric)
+        if isinstance(entry, dict) and entry.get("goal") in ("min", "max"):
+            return entry["goal"]
+    return None
+
+
+def mpl_text(text: str) -> str:
+    """A metric name as matplotlib shows it verbatim: `$` escaped (no mathtext), and a
+    leading `_` (hidden from legends) kept visible."""
+    text = text.replace("$", r"\$")
+    return f" {text}" if text.startswith("_") else text

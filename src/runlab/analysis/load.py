@@ -278,7 +278,10 @@ def _read_csv_arrow(data: bytes) -> _Columns:
     table = pacsv.read_csv(
         pa.BufferReader(data),
         read_options=pacsv.ReadOptions(use_threads=False),  # parallel over runs instead
-        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"),
+        # quoted names (`,`, `"`, newlines: see logging/csv.py); the slower newline-aware
+        # parse only for files that hold a quote at all
+        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip",
+                                         newlines_in_values=b'"' in data),
         convert_options=pacsv.ConvertOptions(column_types=types, include_columns=_METRIC_COLUMNS),
     )
     arrays = {c: table.column(c).to_numpy() for c in _NUMERIC_COLUMNS}
