@@ -18,7 +18,6 @@ from runlab.analysis.grouping import aggregate, group_labels, resolve_group_keys
 from runlab.analysis.importance import param_importance
 from runlab.analysis.load import RunSet, as_text
 from runlab.analysis.stats import t_critical
-from runlab.analysis.summary import metric_goal
 
 PathLike = str | os.PathLike | None
 
@@ -175,7 +174,7 @@ def plot_parallel_coordinates(
         ticks.append(labels)
     ys = np.vstack(coords).T  # (runs, axes) in [0, 1]
     better = df["value"].to_numpy(float)
-    if metric_goal(metric, goal) == "minimize":
+    if rs.goal(metric, goal) == "minimize":
         better = -better
     span = np.ptp(better) if len(better) else 0.0
     shade = (better - better.min()) / span if span > 0 else np.full(len(better), 0.5)
@@ -191,7 +190,7 @@ def plot_parallel_coordinates(
     ax.set_yticks([])
     ax.set_xlim(-0.1, len(axes) - 0.6)
     mappable = ScalarMappable(Normalize(df["value"].min(), df["value"].max()),
-                              "viridis_r" if metric_goal(metric, goal) == "minimize" else "viridis")
+                              "viridis_r" if rs.goal(metric, goal) == "minimize" else "viridis")
     fig.colorbar(mappable, ax=ax, label=metric)
     ax.set_title(f"{len(df)} runs")
     return _finish(fig, save)

@@ -19,7 +19,6 @@ from runlab.analysis import plots
 from runlab.analysis.grouping import aggregate, group_labels, resolve_group_keys, run_values
 from runlab.analysis.load import RunSet, as_text, load_runs
 from runlab.analysis.report_assets import CSS, ERROR_HOOK, SORT_JS
-from runlab.analysis.summary import metric_goal
 from runlab.errors import ConfigError
 
 _PREFERRED = ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss")
@@ -79,7 +78,7 @@ def write_report(
 <h1>runlab report</h1>
 <p class="meta">{len(rs)} runs ({_e(statuses)}) from {_e(", ".join(sources[:5]))}
 {"..." if len(sources) > 5 else ""}<br>main metric <b>{_e(metric)}</b>
-({metric_goal(metric)}), grouped by {_e(", ".join(keys) or "nothing (one group)")};
+({rs.goal(metric)}), grouped by {_e(", ".join(keys) or "nothing (one group)")};
 generated {dt.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>
 <pre id="js-errors"></pre>
 {"".join(sections)}
@@ -130,13 +129,13 @@ def _summary_section(rs: RunSet, metric: str, keys: list[str]) -> str:
     for stat in ("final", "best"):
         table = aggregate(rs, metric, stat, by=keys)
         means = table["mean"]
-        best = means.idxmin() if metric_goal(metric) == "minimize" else means.idxmax()
+        best = means.idxmin() if rs.goal(metric) == "minimize" else means.idxmax()
         parts.append(f"<h3>{stat} value, mean over seeds (95% t-interval)</h3>")
         parts.append(_table(table, highlight=table.index.get_loc(best) if len(table) else None))
     values = run_values(rs, metric, "best")
     finals = run_values(rs, metric, "final")["value"]
     per_run = values[["run_id", "status", *keys, "seed"]].assign(final=finals, best=values["value"])
-    per_run = per_run.sort_values("best", ascending=metric_goal(metric) == "minimize")
+    per_run = per_run.sort_values("best", ascending=rs.goal(metric) == "minimize")
     shown = per_run.head(MAX_RUN_ROWS)
     parts.append(f"<h3>Runs ({len(shown)} of {len(per_run)}, best first)</h3>")
     parts.append(_table(shown.reset_index(drop=True)))
@@ -185,7 +184,7 @@ def _latest_diagnostics(run_path: str) -> list[tuple[str, int, Path]]:
 
 def _diagnostics_section(rs: RunSet, metric: str, top_k: int) -> str:
     values = run_values(rs, metric, "best").dropna(subset=["value"])
-    best = values.sort_values("value", ascending=metric_goal(metric) == "minimize").head(top_k)
+    best = values.sort_values("value", ascending=rs.goal(metric) == "minimize").head(top_k)
     blocks = []
     for _, run in best.iterrows():
         images = "".join(
