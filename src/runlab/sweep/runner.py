@@ -152,7 +152,7 @@ def _never_logged(spec: SweepSpec, folder: Path, tally: Tally) -> str | None:
     seen: set[str] = set()
     for run_json in folder.glob("*/run.json"):
         try:
-            seen.update((json.loads(run_json.read_text(encoding="utf-8")).get("summary") or {}))
+            seen.update(json.loads(run_json.read_text(encoding="utf-8")).get("summary") or {})
         except (OSError, ValueError):
             continue
     if spec.metric in seen:
