@@ -142,16 +142,48 @@ def _summary_section(rs: RunSet, metric: str, keys: list[str]) -> str:
     return "".join(parts)
 
 
-def _curve_metrics(rs: RunSet, metric: str, limit: int) -> list[str]:
-    names = [n for n in rs.metric_names if not _AUXILIARY.match(n) and n != metric]
-    names.sort(key=lambda n: (not n.startswith("val/"), not n.startswith("train/"), n))
-    return [metric, *names][:limit]
+def curve_families(rs: RunSet, metric: str) -> list[tuple[str, list[str]]]:
+    """Every metric grouped by family (`RunSet.family`), the main metric's family first,
+    then families with val/ members, then train/, then the rest; lr, hparams, time and
+    diagnostics last."""
+    families: dict[str, list[str]] = {}
+    for name in rs.metric_names:
+        families.setdefault(rs.family(name), []).append(name)
+
+    def rank(item: tuple[str, list[str]]) -> tuple:
+        family, names = item
+        return (metric not in names, all(_AUXILIARY.match(n) for n in names),
+                not any(n.startswith("val/") for n in names),
+                not any(n.startswith("train/") for n in names), family)
+
+    return sorted(families.items(), key=rank)
 
 
-def _curves_section(rs: RunSet, metric: str, keys: list[str], limit: int) -> str:
-    imgs = [_img(plots.plot_curves(rs, m, by=keys), f"learning curve {m}")
-            for m in _curve_metrics(rs, metric, limit)]
-    return f"<h2>Learning curves</h2><div class=figs>{''.join(imgs)}</div>"
+def _curves_section(rs: RunSet, metric: str, keys: list[str], limit: int,
+                    max_families: int = 40) -> str:
+    """One subsection per family: a curve per group for each member of a small family
+    (up to `limit` members, e.g. loss: train/loss, train/loss_epoch, val/loss, test/loss),
+    one figure with every member for a larger one (per-class accuracies)."""
+    families = curve_families(rs, metric)
+    parts = ["<h2>Learning curves</h2>"]
+    for family, names in families[:max_families]:
+        if len(names) <= limit:
+            names = sorted(names, key=lambda n: (n != metric, _split_rank(n), n))
+            imgs = [_img(plots.plot_curves(rs, m, by=keys), f"learning curve {m}") for m in names]
+        else:
+            imgs = [_img(plots.plot_family(rs, names, family), f"family {family}")]
+        parts.append(f"<h3>{_e(family)} ({len(names)} metric{'s' * (len(names) != 1)})</h3>"
+                     f"<div class=figs>{''.join(imgs)}</div>")
+    if len(families) > max_families:
+        rest = ", ".join(f for f, _ in families[max_families:])
+        parts.append(f"<p class=note>{len(families) - max_families} more families not drawn: "
+                     f"{_e(rest)}</p>")
+    return "".join(parts)
+
+
+def _split_rank(name: str) -> int:
+    split = name.split("/")[0]
+    return {"train": 0, "val": 1, "test": 2}.get(split, 3)
 
 
 def _effects_section(rs: RunSet, metric: str, keys: list[str]) -> str:
