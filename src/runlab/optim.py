@@ -62,12 +62,19 @@ def scheduler_params(cfg: dict[str, Any]) -> tuple[dict[str, Any], str, str | No
 
 
 def build_scheduler(cfg: dict[str, Any] | None, optimizer: torch.optim.Optimizer,
-                    epochs: int, steps_per_epoch: int):
-    """The scheduler, its interval ("epoch" or "step") and the metric it monitors (plateau)."""
+                    epochs: int, steps_per_epoch: int, rules: Any = None):
+    """The scheduler, its interval ("epoch" or "step") and the metric it monitors (plateau).
+    A plateau scheduler's `mode` defaults to its monitor's goal (`rules`: the run's
+    `runlab.metric_rules.MetricRules`)."""
     if not cfg:
         return None, "epoch", None
     spec, interval, monitor = scheduler_params(cfg)
     entry = SCHEDULERS.get(cfg["name"])
+    if entry.name == "reducelronplateau" and "mode" not in spec:
+        from runlab.metric_rules import MetricRules
+
+        goal = (rules or MetricRules()).goal(monitor or "val/loss")
+        spec["mode"] = "max" if goal == "max" else "min"
     length = epochs if interval == "epoch" else epochs * steps_per_epoch
     accepted = entry.parameters()
     for param in LENGTH_PARAMS:

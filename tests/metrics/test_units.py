@@ -162,3 +162,17 @@ def test_console_shows_the_logged_epoch_means():
     shown = console_metrics({"train/loss": 0.3, "train/loss_epoch": 0.4, "val/loss": 0.5,
                              "lr": 0.1, "test/loss": 1.0, "cb/x": 2.0})
     assert list(shown) == ["train/loss_epoch", "val/loss", "lr", "cb/x"]
+
+
+def test_a_plateau_scheduler_follows_its_monitors_goal():
+    from runlab.optim import build_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    for monitor, mode in (("val/acc", "max"), ("val/loss", "min"), ("val/fid", "max")):
+        rules = MetricRules({"val/fid": {"goal": "max"}})
+        sched, _, _ = build_scheduler({"name": "reducelronplateau", "monitor": monitor}, opt, 2, 2,
+                                      rules)
+        assert sched.mode == mode
+    sched, _, _ = build_scheduler({"name": "reducelronplateau", "monitor": "val/acc",
+                                   "mode": "min"}, opt, 2, 2)
+    assert sched.mode == "min"  # an explicit mode is the user's

@@ -45,6 +45,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     `splits`: the data already built from this `cfg["data"]` (an ensemble's seeds share it)."""
     import torch
 
+    from runlab.metric_rules import MetricRules
     from runlab.optim import build_optimizer, build_scheduler
     from runlab.registry import CALLBACKS
     from runlab.runs.checkpoint import seed_everything
@@ -68,7 +69,8 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
         n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
         steps = max(1, n_batches // cfg["trainer"]["accumulate"])
         scheduler, interval, monitor = build_scheduler(
-            cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"], steps)
+            cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"], steps,
+            MetricRules.from_config(cfg))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"optimizer/scheduler: {e}") from None
     callbacks = [CALLBACKS.get(c["name"]).obj(**{k: v for k, v in c.items() if k != "name"})

@@ -194,7 +194,8 @@ class Trainer:
         self.log({**train, **val})
         if self.scheduler is not None and self.sched_interval == "epoch":
             if self.sched_monitor:
-                self.scheduler.step(s.metrics.get(self.sched_monitor, math.inf))
+                worst = -math.inf if getattr(self.scheduler, "mode", "min") == "max" else math.inf
+                self.scheduler.step(s.metrics.get(self.sched_monitor, worst))
             else:
                 self.scheduler.step()
         if self.progress is not None:
