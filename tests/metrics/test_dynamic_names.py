@@ -126,6 +126,8 @@ def test_single_run_everything_round_trips(tmp_path):
     assert "train/cell[x]" in show.stdout and 'val/acc_class/odd[x],"q"' in show.stdout
     listed = run_cli("runs", "list", str(runs), "--sort", "train/cell[x]")
     assert listed.returncode == 0 and "train/cell[x]" in listed.stdout
+    as_json = json.loads(run_cli("runs", "list", str(runs), "--json").stdout)
+    assert as_json[0]["summary"] == info["summary"]  # runs list's best is run.json's
 
     # the report: html-escaped names, one section per family, train/loss not pushed out
     html = write_report(load_runs(runs), tmp_path / "r.html").read_text()

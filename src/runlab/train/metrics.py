@@ -145,6 +145,8 @@ class Summary:
                 if rule.goal is not None:
                     s["best"], s["best_step"] = v, step
             else:
+                if "goal" not in s:  # a summary from before goals were recorded (resume)
+                    s["goal"] = rule.goal or "none"
                 s["final"], s["final_step"] = v, step
                 s["min"], s["max"] = min(s["min"], v), max(s["max"], v)
                 if rule.better(v, s.get("best")):
