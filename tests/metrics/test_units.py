@@ -176,3 +176,15 @@ def test_a_plateau_scheduler_follows_its_monitors_goal():
     sched, _, _ = build_scheduler({"name": "reducelronplateau", "monitor": "val/acc",
                                    "mode": "min"}, opt, 2, 2)
     assert sched.mode == "min"  # an explicit mode is the user's
+
+
+def test_monitors_known_unproducible_before_the_run(tmp_path):
+    from runlab.train.metrics import monitor_problems
+
+    cfg = tiny_config(tmp_path, trainer={"monitor": "diag/layer_norm/w",
+                                         "early_stopping": {"monitor": "val/loss"}},
+                      diagnostics=[{"name": "layer_norms"}])
+    problems = "\n".join(monitor_problems(cfg, has_val=False))
+    assert "trainer.early_stopping.monitor: 'val/loss' needs a validation split" in problems
+    assert "Did you mean 'layer_norms'" in problems
+    assert monitor_problems(tiny_config(tmp_path, trainer={"monitor": "cb/x"}), False) == []

@@ -77,6 +77,11 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
                  for c in cfg["callbacks"]]
     if cfg["trainer"]["early_stopping"]:
         callbacks.append(EarlyStopping(**cfg["trainer"]["early_stopping"]))
+    from runlab.train.metrics import monitor_problems
+
+    problems = monitor_problems(cfg, splits.val is not None)
+    if problems:
+        raise ConfigError(problems)
     if cfg["trainer"]["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
     return Prepared(cfg, splits, built.model, built.loss, optimizer, scheduler, interval,

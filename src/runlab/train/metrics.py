@@ -158,6 +158,34 @@ class Summary:
                 s["value"] = summary_value(s, rule)
 
 
+def configured_monitors(cfg: dict[str, Any]) -> dict[str, str]:
+    """Every monitor the config names, by where it is set."""
+    t = cfg.get("trainer") or {}
+    found = {"trainer.monitor": t.get("monitor"),
+             "trainer.early_stopping.monitor": (t.get("early_stopping") or {}).get("monitor"),
+             "scheduler.monitor": (cfg.get("scheduler") or {}).get("monitor")}
+    for i, cb in enumerate(cfg.get("callbacks") or []):
+        if isinstance(cb, dict):
+            found[f"callbacks[{i}].monitor"] = cb.get("monitor")
+    return {where: m for where, m in found.items() if isinstance(m, str) and m}
+
+
+def monitor_problems(cfg: dict[str, Any], has_val: bool) -> list[str]:
+    """Monitors known before the run to be unproducible: `val/...` without a validation
+    split, `diag/<name>/...` of a diagnostic the config does not run."""
+    diags = [d.get("name") for d in cfg.get("diagnostics") or [] if isinstance(d, dict)]
+    problems = []
+    for where, name in configured_monitors(cfg).items():
+        parts = name.split("/")
+        if parts[0] == "val" and not has_val:
+            problems.append(f"{where}: {name!r} needs a validation split, but this dataset has "
+                            "none (data.val_fraction: 0?); monitor a train/ metric or add one")
+        elif parts[0] == "diag" and len(parts) > 2 and parts[1] not in diags:
+            problems.append(f"{where}: {name!r} is logged by diagnostic {parts[1]!r}, which "
+                            f"diagnostics: does not run.{did_you_mean(parts[1], diags)}")
+    return problems
+
+
 class MonitorCheck:
     """Fails a run whose monitors (trainer.monitor, early stopping, the plateau scheduler)
     name a metric no component produced: checked once, at the end of the first epoch
