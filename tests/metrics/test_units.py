@@ -188,3 +188,10 @@ def test_monitors_known_unproducible_before_the_run(tmp_path):
     assert "trainer.early_stopping.monitor: 'val/loss' needs a validation split" in problems
     assert "Did you mean 'layer_norms'" in problems
     assert monitor_problems(tiny_config(tmp_path, trainer={"monitor": "cb/x"}), False) == []
+
+
+def test_the_epoch_line_stays_one_line():
+    from runlab.logging.console import epoch_line
+
+    line = epoch_line(0, 2, {"train/two\nlines_epoch": 1.0, "val/cell[x]": 0.5}, 0.5)
+    assert "\n" not in line and "train/two\\nlines_epoch 1.0000" in line and "val/cell[x]" in line
