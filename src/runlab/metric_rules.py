@@ -85,11 +85,7 @@ class MetricRules:
     def from_config(cls, cfg: dict[str, Any]) -> MetricRules:
         """The rules of a run: its `metrics:` section, and early stopping's `mode` (when
         given) as the goal of its monitor."""
-        overrides = {}
-        es = (cfg.get("trainer") or {}).get("early_stopping") or {}
-        if isinstance(es, dict) and es.get("mode") in ("min", "max"):
-            overrides[es.get("monitor") or "val/loss"] = es["mode"]
-        return cls(cfg.get("metrics") or {}, overrides)
+        return cls(cfg.get("metrics") or {}, dict(_early_stopping_modes(cfg)))
 
     def rule(self, name: str) -> Rule:
         r = self._cache.get(name)
@@ -122,6 +118,16 @@ class MetricRules:
         """Whether a user pattern (or an override) names the metric's goal explicitly."""
         return name in self.overrides or any(
             "goal" in v and fnmatch.fnmatchcase(name, p) for p, v in self._patterns)
+
+
+def _early_stopping_modes(cfg: dict[str, Any]) -> list[tuple[str, str]]:
+    """(monitor, mode) of every early stopping with an explicit mode: `trainer.early_stopping`
+    and `callbacks: [{name: early_stopping, ...}]`."""
+    found = [(cfg.get("trainer") or {}).get("early_stopping")]
+    found += [c for c in cfg.get("callbacks") or []
+              if isinstance(c, dict) and c.get("name") == "early_stopping"]
+    return [(es.get("monitor") or "val/loss", es["mode"]) for es in found
+            if isinstance(es, dict) and es.get("mode") in ("min", "max")]
 
 
 def _goal(value: Any) -> str:
@@ -185,19 +191,20 @@ def check_section(section: Any) -> list[str]:
 def check_early_stopping(cfg: dict[str, Any]) -> list[str]:
     """An explicit early-stopping `mode` that contradicts a goal the `metrics:` section
     declares for the monitor is refused (the mode otherwise becomes the monitor's goal)."""
-    es = (cfg.get("trainer") or {}).get("early_stopping")
-    if not isinstance(es, dict) or es.get("mode") not in ("min", "max"):
-        return []
-    monitor = es.get("monitor") or "val/loss"
     declared = MetricRules(cfg.get("metrics") if isinstance(cfg.get("metrics"), dict) else {})
-    if not declared.declared(monitor):
-        return []
-    goal = declared.goal(monitor) or "none"
-    if goal != es["mode"]:
-        return [f"trainer.early_stopping.mode: got {es['mode']!r}, but metrics: declares goal "
-                f"{goal!r} for {monitor!r}. Remove mode (it defaults to the goal) or change "
-                f"the goal"]
-    return []
+    problems, modes = [], _early_stopping_modes(cfg)
+    for monitor, mode in modes:
+        goal = declared.goal(monitor) or "none"
+        if declared.declared(monitor) and goal != mode:
+            problems.append(f"trainer.early_stopping.mode: got {mode!r}, but metrics: declares "
+                            f"goal {goal!r} for {monitor!r}. Remove mode (it defaults to the "
+                            "goal) or change the goal")
+    by_monitor: dict[str, set[str]] = {}
+    for monitor, mode in modes:
+        by_monitor.setdefault(monitor, set()).add(mode)
+    problems += [f"early stopping: modes {sorted(m)} for {monitor!r}; it can have one goal"
+                 for monitor, m in by_monitor.items() if len(m) > 1]
+    return problems
 
 
 def summary_value(entry: dict[str, Any], rule: Rule) -> float | None:

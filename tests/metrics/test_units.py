@@ -195,3 +195,12 @@ def test_the_epoch_line_stays_one_line():
 
     line = epoch_line(0, 2, {"train/two\nlines_epoch": 1.0, "val/cell[x]": 0.5}, 0.5)
     assert "\n" not in line and "train/two\\nlines_epoch 1.0000" in line and "val/cell[x]" in line
+
+
+def test_an_early_stopping_callback_mode_is_the_goal_too(tmp_path):
+    cfg = tiny_config(tmp_path, callbacks=[{"name": "early_stopping", "monitor": "val/x",
+                                            "mode": "max"}])
+    assert MetricRules.from_config(cfg).goal("val/x") == "max"
+    cfg["trainer"]["early_stopping"] = {"monitor": "val/x", "mode": "min"}
+    with pytest.raises(ConfigError, match="modes \\['max', 'min'\\] for 'val/x'"):
+        validate_config(cfg)
