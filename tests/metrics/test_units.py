@@ -204,3 +204,15 @@ def test_an_early_stopping_callback_mode_is_the_goal_too(tmp_path):
     cfg["trainer"]["early_stopping"] = {"monitor": "val/x", "mode": "min"}
     with pytest.raises(ConfigError, match="modes \\['max', 'min'\\] for 'val/x'"):
         validate_config(cfg)
+
+
+def test_distributed_runs_refuse_a_diagnostic_monitor(tmp_path):
+    from runlab.data import DatasetMeta
+    from runlab.data.base import Splits
+    from runlab.distributed.trainer import check_sizes
+
+    meta = DatasetMeta("toy", input_shape=(2,), num_classes=2)
+    data = (torch.zeros(32, 2), torch.zeros(32, dtype=torch.long))
+    cfg = tiny_config(tmp_path, data={"batch_size": 16}, trainer={"monitor": "diag/norms/w"})
+    with pytest.raises(ConfigError, match="diagnostics run on rank 0 only"):
+        check_sizes(cfg, Splits(meta, data, None, None), world=2)

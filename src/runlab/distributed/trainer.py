@@ -21,7 +21,7 @@ from runlab.data.loader import batch_bounds
 from runlab.distributed.context import Context, StepAgreement
 from runlab.errors import ConfigError
 from runlab.runs import checkpoint as ckpt
-from runlab.train.metrics import Accumulator, merge_states
+from runlab.train.metrics import Accumulator, configured_monitors, merge_states
 from runlab.train.trainer import Interrupted, Trainer
 
 
@@ -91,7 +91,8 @@ def shard_weights(n: int, batch_size: int, drop_last: bool, rank: int, world: in
 
 def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
     """Every process must get at least one sample of every training batch and of each
-    evaluation split; raises ConfigError (before any training) when one would not."""
+    evaluation split, and monitor only what every process sees (no diagnostic scalars);
+    raises ConfigError (before any training) when not."""
     d, problems = cfg["data"], []
     n = len(splits.train[0])
     last = batch_bounds(n, d["batch_size"], d["drop_last"])[-1:]
@@ -104,6 +105,9 @@ def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
         if data is not None and len(data[0]) < world:
             problems.append(f"data: the {name} split holds {len(data[0])} samples, fewer than the "
                             f"{world} processes")
+    problems += [f"{where}: {name!r}: diagnostics run on rank 0 only, so every process could "
+                 "not decide alike on it; monitor a train/, val/ or callback metric with --nproc"
+                 for where, name in configured_monitors(cfg).items() if name.startswith("diag/")]
     if problems:
         raise ConfigError(problems)
 
