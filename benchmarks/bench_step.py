@@ -128,7 +128,8 @@ def hand_epochs(cfg: dict[str, Any], tmp: Path) -> Iterator[None]:
             loss_m, acc_m = (window / window_n).tolist()
             write({"train/loss": loss_m, "train/acc": acc_m, "lr": opt.param_groups[0]["lr"]}, epoch)
         loss_m, acc_m = (total / total_n).tolist()
-        write({"train/loss": loss_m, "train/acc": acc_m, **val, "epoch": float(epoch + 1)}, epoch + 1)
+        write({"train/loss_epoch": loss_m, "train/acc_epoch": acc_m, **val,
+               "epoch": float(epoch + 1)}, epoch + 1)
         sched.step()
         f.flush()
         yield

@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "diagnostics": [],
     "callbacks": [],
+    "metrics": {},  # glob pattern -> {goal, summary, k, x_axis, family}: runlab.metric_rules
     "logging": {
         "log_every_steps": 50,
         "console": True,
@@ -76,7 +77,8 @@ DEFAULTS: dict[str, Any] = {
 # Keys of `data` that the framework consumes; everything else goes to the dataset.
 DATA_COMMON = tuple(DEFAULTS["data"])
 # Keys that change nothing about the numbers a run produces (left out of the config hash).
-NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "trainer.checkpoint_every",
+NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "metrics",
+                   "trainer.checkpoint_every",
                    "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
                    "trainer.device", "data.root", "data.num_workers")
 # Keys added to the config after runs were recorded without them: null = absent in the hash,

@@ -69,12 +69,19 @@ def scheduler_params(cfg: dict[str, Any]) -> tuple[dict[str, Any], str, str | No
 
 
 def build_scheduler(cfg: dict[str, Any] | None, optimizer: torch.optim.Optimizer,
-                    epochs: int, steps_per_epoch: int):
-    """The scheduler, its interval ("epoch" or "step") and the metric it monitors (plateau)."""
+                    epochs: int, steps_per_epoch: int, rules: Any = None):
+    """The scheduler, its interval ("epoch" or "step") and the metric it monitors (plateau).
+    A plateau scheduler's `mode` defaults to its monitor's goal (`rules`: the run's
+    `runlab.metric_rules.MetricRules`)."""
     if not cfg:
         return None, "epoch", None
     spec, interval, monitor = scheduler_params(cfg)
     entry = SCHEDULERS.get(cfg["name"])
+    if entry.name == "reducelronplateau" and "mode" not in spec:
+        from runlab.metric_rules import MetricRules
+
+        goal = (rules or MetricRules()).goal(monitor or "val/loss")
+        spec["mode"] = "max" if goal == "max" else "min"
     length = epochs if interval == "epoch" else epochs * steps_per_epoch
     accepted = entry.parameters()
     for param in LENGTH_PARAMS:
@@ -196,7 +203,7 @@ def no_decay_params(model: nn.Module) -> set[int]:
 
 
 def build_optimizers(cfg: dict[str, Any], model: nn.Module, epochs: int,
-                     steps_per_epoch: int) -> dict[str, OptimizerSlot]:
+                     steps_per_epoch: int, rules: Any = None) -> dict[str, OptimizerSlot]:
     """Every optimizer of the run with its parameters, param groups and scheduler.
     Errors that depend on the model (prefixes, overlaps) are ConfigErrors."""
     specs = optimizer_specs(cfg)
@@ -211,7 +218,7 @@ def build_optimizers(cfg: dict[str, Any], model: nn.Module, epochs: int,
         try:
             optimizer = build_optimizer(ctor, groups)
             sched, interval, monitor = build_scheduler(spec.get("scheduler"), optimizer, epochs,
-                                                       steps_per_epoch)
+                                                       steps_per_epoch, rules)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{key}: {e}") from None
         slots[name] = OptimizerSlot(name, optimizer, [p for _, p in owned[name]], sched, interval, monitor)

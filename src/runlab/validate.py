@@ -16,6 +16,7 @@ from typing import Any
 from runlab.config import DATA_COMMON, DEFAULTS, PRECISIONS, did_you_mean
 from runlab.errors import ConfigError
 from runlab.hparams import is_schedule
+from runlab.metric_rules import check_early_stopping, check_section
 from runlab.optim import LENGTH_PARAMS, OPTIMIZER_KEYS
 from runlab.registry import (
     CALLBACKS,
@@ -195,8 +196,9 @@ def check_trainer(t: dict[str, Any]) -> list[str]:
     es = t.get("early_stopping")
     if es is not None:
         problems += _check_section_keys(es, "trainer.early_stopping", ("monitor", "mode", "patience", "min_delta"))
-        if isinstance(es, dict) and es.get("mode", "min") not in ("min", "max"):
-            problems.append(f"trainer.early_stopping.mode: got {es.get('mode')!r}. Allowed: min, max")
+        if isinstance(es, dict) and es.get("mode") not in (None, "min", "max"):
+            problems.append(f"trainer.early_stopping.mode: got {es.get('mode')!r}. Allowed: min, "
+                            "max (default: the monitor's goal, see metrics:)")
     return problems
 
 
@@ -311,5 +313,6 @@ def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
         problems += validate_diagnostics(cfg["diagnostics"])  # model checks follow in prepare()
     problems += check_list(cfg.get("callbacks") or [], "callbacks", CALLBACKS, ("name",))
     problems += _check_section_keys(cfg.get("logging"), "logging", tuple(DEFAULTS["logging"]))
+    problems += check_section(cfg.get("metrics")) or check_early_stopping(cfg)
     if problems:
         raise ConfigError(problems)

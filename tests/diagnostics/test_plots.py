@@ -29,11 +29,12 @@ def test_metric_family():
     assert metric_family("train/loss") == metric_family("val/loss") == "loss"
     assert metric_family("hparam/beta") == "hparam-beta"
     assert metric_family("lr") == "lr"
-    assert metric_family("val/../x") == "x"
+    assert metric_family("train/loss_epoch") == "loss"  # the epoch mean beside the window means
+    assert metric_family("val/../x") == "metric"  # nothing usable as a file name
     assert metric_family("diag/jacobian/encoder/spectral") == "diag-jacobian-encoder"
-    assert (
-        metric_family("diag/latent_space/explained_var_2d") == "diag-latent_space-explained_var_2d"
-    )
+    # a diagnostic's scalars (per layer, per map) are one family: one plot with a legend
+    assert metric_family("diag/latent_space/explained_var_2d") == "diag-latent_space"
+    assert metric_family("val/acc_class/3") == metric_family("val/acc_class/7") == "acc_class"
 
 
 def test_plot_metrics_one_file_per_family(tmp_path):

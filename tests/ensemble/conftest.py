@@ -92,6 +92,9 @@ def max_weight_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
 
 
 def max_summary_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
-    """Largest difference of any final/min/max/best value; the metric names must match."""
+    """Largest difference of any final/min/max/best value (no best for lr and hparams);
+    the metric names and their goals must match."""
     assert a.keys() == b.keys()
-    return max(abs(a[m][s] - b[m][s]) for m in a for s in ("final", "min", "max", "best"))
+    assert all(a[m].get("goal") == b[m].get("goal") for m in a)
+    return max(abs(a[m][s] - b[m][s]) for m in a for s in ("final", "min", "max", "best")
+               if s in a[m])

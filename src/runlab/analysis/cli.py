@@ -36,7 +36,10 @@ class Format(str, enum.Enum):
 
 def analyze(
     path: Annotated[Path, typer.Argument(help="A run folder, a sweep folder or a runs root.")],
-    metric: Annotated[str, typer.Option("--metric", "-m", help="Metric name, e.g. val/loss.")],
+    metric: Annotated[str, typer.Option(
+        "--metric", "-m",
+        help="Metric name, e.g. val/loss, or a glob, e.g. 'val/acc_class/*' (one row per metric "
+             "and group).")],
     group_by: Annotated[list[str] | None, typer.Option(
         "--group-by", "-g",
         help="Config key to group by (repeatable). Default: every key that varies, except seed.",
@@ -48,6 +51,8 @@ def analyze(
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
 ) -> None:
     """Aggregate a metric over seeds: n, mean, std, sem, 95% CI, median, min, max per group."""
+    import pandas as pd
+
     from runlab.analysis.grouping import aggregate
     from runlab.analysis.load import load_runs
     from runlab.errors import ConfigError
@@ -56,7 +61,13 @@ def analyze(
         rs = load_runs(path)
         if len(rs) == 0:
             _fail(f"no runs found under {path} (looked for folders holding run.json)")
-        table = aggregate(rs, metric, stat.value, by=group_by or None)
+        names = rs.match(metric)
+        if names == [metric]:
+            table = aggregate(rs, metric, stat.value, by=group_by or None)
+        else:  # a glob: one row per metric (and group)
+            table = pd.concat([aggregate(rs, m, stat.value, by=group_by or None)
+                               .assign(metric=m) for m in names], ignore_index=True)
+            table = table[["metric", *[c for c in table.columns if c != "metric"]]]
     except ConfigError as err:
         _fail("\n".join(err.problems))
     if fmt is Format.table:
@@ -120,11 +131,13 @@ def _print_rich(table: pd.DataFrame, title: str) -> None:
     from rich.table import Table
 
     rows = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
-    out = Table(title=title)
+    from rich.markup import escape
+
+    out = Table(title=escape(title))
     for col in table.columns:
-        out.add_column(str(col), justify="left" if table[col].dtype == object else "right")
+        out.add_column(escape(str(col)), justify="left" if table[col].dtype == object else "right")
     for row in rows:
-        out.add_row(*row)
+        out.add_row(*map(escape, row))  # metric names and config values verbatim (`[x]`)
     # never squeeze numbers into "0.2…": widen past the terminal and let it scroll instead
     needed = sum(max([len(str(c)), *(len(r[i]) for r in rows)]) + 3
                  for i, c in enumerate(table.columns))

@@ -16,7 +16,7 @@ from runlab.analysis.load import (
     values_equal,
 )
 from runlab.analysis.stats import bootstrap_ci, compare, holm, t_critical
-from runlab.analysis.summary import STATS, metric_goal
+from runlab.analysis.summary import STATS
 from runlab.errors import ConfigError
 
 # Config keys that differ between runs without defining a setting.
@@ -65,16 +65,16 @@ def run_values(
     """The runs table plus a `value` column: `stat` of `metric` per run (NaN if never logged).
 
     `stat` is one of final, min, max, best, mean_last; `best` follows `goal`, else the
-    name-based guess of `metric_goal`.
+    metric's goal in `rs.goals` (NaN for metrics without one: lr, hparams).
     """
     if stat not in STATS:
         raise ConfigError(f"unknown stat {stat!r}. Allowed: {', '.join(STATS)}")
     check_metric(rs, metric)
     summ = rs.summaries[rs.summaries["metric"] == metric]
-    if stat == "best":
-        column = "min" if metric_goal(metric, goal) == "minimize" else "max"
+    if stat == "best" and goal is not None:
+        column = "min" if rs.goal(metric, goal) == "minimize" else "max"
     else:
-        column = stat
+        column = stat  # `best` as load_runs computed it, by the metric's recorded goal
     values = pd.Series(summ[column].to_numpy(), index=summ["run_id"].astype(str).to_numpy())
     return rs.runs.assign(value=rs.runs["run_id"].map(values).astype(float))
 

@@ -9,7 +9,6 @@ import pandas as pd
 
 from runlab.analysis.grouping import resolve_group_keys, run_values
 from runlab.analysis.load import RunSet, as_text
-from runlab.analysis.summary import metric_goal
 from runlab.errors import ConfigError
 
 
@@ -47,7 +46,7 @@ def param_importance(
     if not dists or len(df) < 2:
         raise ConfigError(f"parameter importance of {metric!r} needs at least two runs and one "
                           f"varying parameter; got {len(df)} runs, parameters {keys or 'none'}")
-    direction = "minimize" if metric_goal(metric, goal) == "minimize" else "maximize"
+    direction = "minimize" if rs.goal(metric, goal) == "minimize" else "maximize"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=direction)
     study.add_trials([

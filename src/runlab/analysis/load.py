@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from runlab.analysis.summary import summarize
+from runlab.analysis.summary import metric_goal, summarize
 from runlab.config import flatten as config_flatten
 from runlab.errors import ConfigError
+from runlab.metric_rules import MetricRules
 from runlab.runs.status import STATUSES, effective_status
 
 # Columns that describe where a run came from rather than what it was configured to do.
@@ -49,12 +50,37 @@ class RunSet:
         metrics: long table `run_id, step, epoch, time, metric, value` (categorical ids/names).
         summaries: one row per (run_id, metric): final, min, max, best, mean_last,
             final_step, best_step, n.
+        goals: metric -> "min" | "max" | "none", the goal `best` followed (see `load_runs`).
     """
 
     runs: pd.DataFrame
     metrics: pd.DataFrame
     summaries: pd.DataFrame
     config_keys: list[str] = field(default_factory=list)
+    goals: dict[str, str] = field(default_factory=dict)
+    rules: MetricRules = field(default_factory=MetricRules)
+
+    def goal(self, metric: str, goal: str | None = None) -> str:
+        """"minimize" or "maximize" for ranking `metric` (`goal` overrides)."""
+        return metric_goal(metric, goal, self.goals)
+
+    def match(self, pattern: str) -> list[str]:
+        """Metric names `pattern` selects: itself when logged under that exact name (names
+        may hold `[x]`), else every name the glob matches (`val/acc_class/*`); raises
+        ConfigError (with did-you-mean) when nothing matches."""
+        names = self.metric_names
+        if pattern in names:
+            return [pattern]
+        import fnmatch
+
+        matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            raise ConfigError(unknown_key_message(pattern, names, "metric"))
+        return matched
+
+    def family(self, metric: str) -> str:
+        """The family a metric is reported in (`metrics:` family, else the default)."""
+        return self.rules.family(metric)
 
     @property
     def metric_names(self) -> list[str]:
@@ -80,7 +106,10 @@ def load_runs(
             a list of such strings, or a callable taking the runs frame and returning a mask.
         status: keep only these statuses; default: every status except `running`.
         last_k: window of the `mean_last` summary.
-        goals: `{metric: "minimize"|"maximize"}` for `best` where the name-based guess is wrong.
+        goals: `{metric: "min"|"max"}` (or minimize|maximize) to override a metric's goal.
+            Otherwise the goal is the one recorded in the runs' run.json (`summary[m].goal`),
+            else the one the runs' `metrics:` config section declares, else the defaults
+            of `runlab.metric_rules`: `best` agrees with run.json, best.pt and `runs list`.
 
     Example:
         >>> rs = load_runs("runs/sweeps/vae-beta", where="loss.beta=1.0", status="completed")
@@ -91,10 +120,26 @@ def load_runs(
     with ThreadPoolExecutor(workers) as pool:
         rows = [r for r in pool.map(_read_run_info, dirs) if r is not None]
         runs, config_keys = _runs_frame(rows)
-        runs = runs[_status_mask(runs, status) & _where_mask(runs, where)].reset_index(drop=True)
+        keep = _status_mask(runs, status) & _where_mask(runs, where)
+        runs = runs[keep].reset_index(drop=True)
         tables = list(pool.map(_read_metrics, runs["path"]))
     metrics = _concat_metrics(list(runs["run_id"]), tables)
-    return RunSet(runs, metrics, summarize(metrics, last_k, goals), config_keys)
+    kept = [r for r, k in zip(rows, keep, strict=True) if k]
+    rules, resolved = _goals(kept, list(metrics["metric"].cat.categories), goals or {})
+    return RunSet(runs, metrics, summarize(metrics, last_k, resolved), config_keys, resolved, rules)
+
+
+def _goals(rows: list[dict[str, Any]], names: list[str],
+           explicit: dict[str, str]) -> tuple[MetricRules, dict[str, str]]:
+    """The rules of the runs (the first `metrics:` section among them) and every metric's
+    goal: `explicit`, else recorded in a run.json, else by those rules."""
+    section = next((r["metrics"] for r in rows if r["metrics"]), {})
+    rules = MetricRules(section)
+    recorded: dict[str, str] = {}
+    for r in rows:
+        for name, goal in r["goals"].items():
+            recorded.setdefault(name, goal)
+    return rules, {n: explicit.get(n) or recorded.get(n) or rules.goal(n) or "none" for n in names}
 
 
 def find_run_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -125,6 +170,7 @@ def _read_run_info(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None  # being written right now (rename is atomic) or not a run folder
     config: dict[str, Any] = {}
+    loaded: Any = None
     cfg_file = folder / "config.yaml"
     if cfg_file.is_file():
         loaded = yaml.load(cfg_file.read_text(encoding="utf-8"), Loader=_YamlLoader)
@@ -149,7 +195,11 @@ def _read_run_info(folder: Path) -> dict[str, Any] | None:
         "ensemble": info.get("ensemble"),
         "error.type": error.get("type"),
     }
-    return {"row": row, "config": config}
+    summary = info.get("summary") if isinstance(info.get("summary"), dict) else {}
+    goals = {m: e["goal"] for m, e in summary.items() if isinstance(e, dict) and "goal" in e}
+    section = loaded.get("metrics") if isinstance(loaded, dict) else None
+    section = section if isinstance(section, dict) else None
+    return {"row": row, "config": config, "goals": goals, "metrics": section}
 
 
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -278,7 +328,10 @@ def _read_csv_arrow(data: bytes) -> _Columns:
     table = pacsv.read_csv(
         pa.BufferReader(data),
         read_options=pacsv.ReadOptions(use_threads=False),  # parallel over runs instead
-        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"),
+        # quoted names (`,`, `"`, newlines: see logging/csv.py); the slower newline-aware
+        # parse only for files that hold a quote at all
+        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip",
+                                         newlines_in_values=b'"' in data),
         convert_options=pacsv.ConvertOptions(column_types=types, include_columns=_METRIC_COLUMNS),
     )
     arrays = {c: table.column(c).to_numpy() for c in _NUMERIC_COLUMNS}

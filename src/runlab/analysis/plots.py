@@ -18,7 +18,7 @@ from runlab.analysis.grouping import aggregate, group_labels, resolve_group_keys
 from runlab.analysis.importance import param_importance
 from runlab.analysis.load import RunSet, as_text
 from runlab.analysis.stats import t_critical
-from runlab.analysis.summary import metric_goal
+from runlab.metric_rules import mpl_text
 
 PathLike = str | os.PathLike | None
 
@@ -60,10 +60,10 @@ def curve_band(values: np.ndarray, ci: float = 0.95) -> tuple[np.ndarray, ...]:
     return mean, mean - half, mean + half, n
 
 
-def _run_series(rs: RunSet, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _run_series(rs: RunSet, metric: str, x: str = "step") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     m = rs.metrics[rs.metrics["metric"] == metric]
-    m = m.drop_duplicates(["run_id", "step"], keep="last").sort_values(["run_id", "step"])
-    return {str(rid): (g["step"].to_numpy(), g["value"].to_numpy())
+    m = m.drop_duplicates(["run_id", x], keep="last").sort_values(["run_id", x])
+    return {str(rid): (g[x].to_numpy(), g["value"].to_numpy())
             for rid, g in m.groupby("run_id", observed=True)}
 
 
@@ -83,18 +83,53 @@ def plot_curves(
     """
     keys = resolve_group_keys(rs, by)
     runs = run_values(rs, metric).dropna(subset=["value"])
-    series = _run_series(rs, metric)
+    x = rs.rules.rule(metric).x_axis
+    series = _run_series(rs, metric, x)
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     labels = group_labels(runs, keys)
     for label, ids in runs.groupby(labels, sort=True)["run_id"]:
         grid, values = align_curves([series[i] for i in ids], grid_points)
         mean, low, high, _ = curve_band(values, ci)
-        (line,) = ax.plot(grid, mean, lw=1.5, label=f"{label} (n={len(ids)})")
+        (line,) = ax.plot(grid, mean, lw=1.5, label=mpl_text(f"{label} (n={len(ids)})"))
         ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set(xlabel="step", ylabel=metric, title=f"{metric}: mean and {ci:.0%} CI over seeds")
+    ax.set(xlabel=x, ylabel=mpl_text(metric),
+           title=mpl_text(f"{metric}: mean and {ci:.0%} CI over seeds"))
     if log_y:
         ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    return _finish(fig, save)
+
+
+def plot_family(
+    rs: RunSet,
+    metrics: Sequence[str],
+    family: str,
+    ci: float = 0.95,
+    grid_points: int = 200,
+    save: PathLike = None,
+) -> Figure:
+    """Every member of a metric family (per-class accuracies, per-layer norms) in one
+    figure: each member's mean over all runs with a `ci` band, one legend entry each.
+
+    Example:
+        >>> plot_family(rs, rs.match("val/acc_class/*"), "acc_class", save="classes.png")
+    """
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    x = rs.rules.rule(metrics[0]).x_axis if metrics else "step"
+    for metric in metrics:
+        series = list(_run_series(rs, metric, x).values())
+        if not series:
+            continue
+        grid, values = align_curves(series, grid_points)
+        mean, low, high, _ = curve_band(values, ci)
+        (line,) = ax.plot(grid, mean, lw=1.2, label=mpl_text(metric))
+        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    ax.set(xlabel=x, ylabel=mpl_text(family),
+           title=mpl_text(f"{family}: {len(metrics)} metrics, mean and {ci:.0%} CI over "
+                          f"{len(rs)} runs"))
     ax.grid(alpha=0.3)
     _legend(ax)
     return _finish(fig, save)
@@ -145,8 +180,8 @@ def plot_metric_vs_param(
                     label=label if others else None)
     if numeric and _wants_log(table[param].to_numpy(float)):
         ax.set_xscale("log")
-    ax.set(xlabel=param, ylabel=f"{metric} ({stat})",
-           title=f"{metric} ({stat}) vs {param}: mean and {ci:.0%} CI")
+    ax.set(xlabel=mpl_text(param), ylabel=mpl_text(f"{metric} ({stat})"),
+           title=mpl_text(f"{metric} ({stat}) vs {param}: mean and {ci:.0%} CI"))
     ax.grid(alpha=0.3)
     if others:
         _legend(ax)
@@ -175,7 +210,7 @@ def plot_parallel_coordinates(
         ticks.append(labels)
     ys = np.vstack(coords).T  # (runs, axes) in [0, 1]
     better = df["value"].to_numpy(float)
-    if metric_goal(metric, goal) == "minimize":
+    if rs.goal(metric, goal) == "minimize":
         better = -better
     span = np.ptp(better) if len(better) else 0.0
     shade = (better - better.min()) / span if span > 0 else np.full(len(better), 0.5)
@@ -191,8 +226,8 @@ def plot_parallel_coordinates(
     ax.set_yticks([])
     ax.set_xlim(-0.1, len(axes) - 0.6)
     mappable = ScalarMappable(Normalize(df["value"].min(), df["value"].max()),
-                              "viridis_r" if metric_goal(metric, goal) == "minimize" else "viridis")
-    fig.colorbar(mappable, ax=ax, label=metric)
+                              "viridis_r" if rs.goal(metric, goal) == "minimize" else "viridis")
+    fig.colorbar(mappable, ax=ax, label=mpl_text(metric))
     ax.set_title(f"{len(df)} runs")
     return _finish(fig, save)
 
@@ -228,5 +263,5 @@ def plot_param_importance(
     ax = fig.add_subplot()
     ax.barh(imp.index, imp.to_numpy(), color="tab:blue")
     ax.set(xlabel="importance (fANOVA)", xlim=(0, 1),
-           title=f"parameter importance for {metric} ({stat})")
+           title=mpl_text(f"parameter importance for {metric} ({stat})"))
     return _finish(fig, save)

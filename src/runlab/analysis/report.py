@@ -19,7 +19,6 @@ from runlab.analysis import plots
 from runlab.analysis.grouping import aggregate, group_labels, resolve_group_keys, run_values
 from runlab.analysis.load import RunSet, as_text, load_runs
 from runlab.analysis.report_assets import CSS, ERROR_HOOK, SORT_JS
-from runlab.analysis.summary import metric_goal
 from runlab.errors import ConfigError
 
 _PREFERRED = ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss")
@@ -79,7 +78,7 @@ def write_report(
 <h1>runlab report</h1>
 <p class="meta">{len(rs)} runs ({_e(statuses)}) from {_e(", ".join(sources[:5]))}
 {"..." if len(sources) > 5 else ""}<br>main metric <b>{_e(metric)}</b>
-({metric_goal(metric)}), grouped by {_e(", ".join(keys) or "nothing (one group)")};
+({rs.goal(metric)}), grouped by {_e(", ".join(keys) or "nothing (one group)")};
 generated {dt.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>
 <pre id="js-errors"></pre>
 {"".join(sections)}
@@ -130,29 +129,61 @@ def _summary_section(rs: RunSet, metric: str, keys: list[str]) -> str:
     for stat in ("final", "best"):
         table = aggregate(rs, metric, stat, by=keys)
         means = table["mean"]
-        best = means.idxmin() if metric_goal(metric) == "minimize" else means.idxmax()
+        best = means.idxmin() if rs.goal(metric) == "minimize" else means.idxmax()
         parts.append(f"<h3>{stat} value, mean over seeds (95% t-interval)</h3>")
         parts.append(_table(table, highlight=table.index.get_loc(best) if len(table) else None))
     values = run_values(rs, metric, "best")
     finals = run_values(rs, metric, "final")["value"]
     per_run = values[["run_id", "status", *keys, "seed"]].assign(final=finals, best=values["value"])
-    per_run = per_run.sort_values("best", ascending=metric_goal(metric) == "minimize")
+    per_run = per_run.sort_values("best", ascending=rs.goal(metric) == "minimize")
     shown = per_run.head(MAX_RUN_ROWS)
     parts.append(f"<h3>Runs ({len(shown)} of {len(per_run)}, best first)</h3>")
     parts.append(_table(shown.reset_index(drop=True)))
     return "".join(parts)
 
 
-def _curve_metrics(rs: RunSet, metric: str, limit: int) -> list[str]:
-    names = [n for n in rs.metric_names if not _AUXILIARY.match(n) and n != metric]
-    names.sort(key=lambda n: (not n.startswith("val/"), not n.startswith("train/"), n))
-    return [metric, *names][:limit]
+def curve_families(rs: RunSet, metric: str) -> list[tuple[str, list[str]]]:
+    """Every metric grouped by family (`RunSet.family`), the main metric's family first,
+    then families with val/ members, then train/, then the rest; lr, hparams, time and
+    diagnostics last."""
+    families: dict[str, list[str]] = {}
+    for name in rs.metric_names:
+        families.setdefault(rs.family(name), []).append(name)
+
+    def rank(item: tuple[str, list[str]]) -> tuple:
+        family, names = item
+        return (metric not in names, all(_AUXILIARY.match(n) for n in names),
+                not any(n.startswith("val/") for n in names),
+                not any(n.startswith("train/") for n in names), family)
+
+    return sorted(families.items(), key=rank)
 
 
-def _curves_section(rs: RunSet, metric: str, keys: list[str], limit: int) -> str:
-    imgs = [_img(plots.plot_curves(rs, m, by=keys), f"learning curve {m}")
-            for m in _curve_metrics(rs, metric, limit)]
-    return f"<h2>Learning curves</h2><div class=figs>{''.join(imgs)}</div>"
+def _curves_section(rs: RunSet, metric: str, keys: list[str], limit: int,
+                    max_families: int = 40) -> str:
+    """One subsection per family: a curve per group for each member of a small family
+    (up to `limit` members, e.g. loss: train/loss, train/loss_epoch, val/loss, test/loss),
+    one figure with every member for a larger one (per-class accuracies)."""
+    families = curve_families(rs, metric)
+    parts = ["<h2>Learning curves</h2>"]
+    for family, names in families[:max_families]:
+        if len(names) <= limit:
+            names = sorted(names, key=lambda n: (n != metric, _split_rank(n), n))
+            imgs = [_img(plots.plot_curves(rs, m, by=keys), f"learning curve {m}") for m in names]
+        else:
+            imgs = [_img(plots.plot_family(rs, names, family), f"family {family}")]
+        parts.append(f"<h3>{_e(family)} ({len(names)} metric{'s' * (len(names) != 1)})</h3>"
+                     f"<div class=figs>{''.join(imgs)}</div>")
+    if len(families) > max_families:
+        rest = ", ".join(f for f, _ in families[max_families:])
+        parts.append(f"<p class=note>{len(families) - max_families} more families not drawn: "
+                     f"{_e(rest)}</p>")
+    return "".join(parts)
+
+
+def _split_rank(name: str) -> int:
+    split = name.split("/")[0]
+    return {"train": 0, "val": 1, "test": 2}.get(split, 3)
 
 
 def _effects_section(rs: RunSet, metric: str, keys: list[str]) -> str:
@@ -185,7 +216,7 @@ def _latest_diagnostics(run_path: str) -> list[tuple[str, int, Path]]:
 
 def _diagnostics_section(rs: RunSet, metric: str, top_k: int) -> str:
     values = run_values(rs, metric, "best").dropna(subset=["value"])
-    best = values.sort_values("value", ascending=metric_goal(metric) == "minimize").head(top_k)
+    best = values.sort_values("value", ascending=rs.goal(metric) == "minimize").head(top_k)
     blocks = []
     for _, run in best.iterrows():
         images = "".join(

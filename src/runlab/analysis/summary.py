@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
 import pandas as pd
 
+from runlab.metric_rules import GOAL_ALIASES, MetricRules
+
 STATS = ("final", "min", "max", "best", "mean_last")
-
-# Metric names whose smaller values are better; everything else (acc, f1, auc, ...) is maximised.
-_MINIMIZE = re.compile(
-    r"loss|err|mse|mae|rmse|nll|kl|perplexity|ppl|bpd|distance|dist|regret|wer|cer|time|fid"
-)
+_DEFAULTS = MetricRules()
 
 
-def metric_goal(name: str, goal: str | None = None) -> str:
-    """Return "minimize" or "maximize" for a metric: `goal` when given, else guessed from its name.
+def resolve_goal(name: str, goal: str | None = None, goals: dict[str, str] | None = None) -> str:
+    """"min", "max" or "none" for a metric: `goal` when given, else `goals[name]` (as
+    recorded in run.json or declared by `metrics:`, see `load_runs`), else the defaults of
+    `runlab.metric_rules` (the one goal rule)."""
+    chosen = goal or (goals or {}).get(name) or _DEFAULTS.goal(name) or "none"
+    if str(chosen).lower() not in GOAL_ALIASES:
+        raise ValueError(f"goal must be one of min, max, minimize, maximize, none; got {chosen!r}")
+    return GOAL_ALIASES[str(chosen).lower()]
+
+
+def metric_goal(name: str, goal: str | None = None, goals: dict[str, str] | None = None) -> str:
+    """"minimize" or "maximize": the direction to rank a metric's values in (see
+    `resolve_goal`; metrics without a goal, lr and hparams, rank as minimize).
 
     >>> metric_goal("val/loss"), metric_goal("val/acc")
     ('minimize', 'maximize')
     """
-    if goal is not None:
-        if goal not in ("minimize", "maximize"):
-            raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}")
-        return goal
-    leaf = name.rsplit("/", 1)[-1].lower()
-    return "minimize" if _MINIMIZE.search(leaf) else "maximize"
+    return "maximize" if resolve_goal(name, goal, goals) == "max" else "minimize"
 
 
 def summarize(
@@ -37,7 +40,8 @@ def summarize(
 
     `metrics` has columns run_id, metric (categoricals), step, value, rows in logging order
     within a run. `final` is the last logged value (NaN if the run last logged NaN);
-    `best` is min or max by the metric's goal (`goals` overrides the name-based guess).
+    `best` is min or max by the metric's goal (`goals`, else `runlab.metric_rules`' defaults;
+    NaN for metrics without a goal: lr, hparams).
     """
     goals = goals or {}
     cols = ["run_id", "metric", "final", "min", "max", "best", "mean_last",
@@ -62,9 +66,8 @@ def summarize(
 
     metric_cats = metrics["metric"].cat.categories
     group_metric = metric_cats[key[starts] // n_runs]
-    minimize = np.array([metric_goal(m, goals.get(m)) == "minimize" for m in metric_cats])
-    is_min = minimize[key[starts] // n_runs]
-    best = np.where(is_min, vmin, vmax)
+    goal = np.array([resolve_goal(m, goals=goals) for m in metric_cats])[key[starts] // n_runs]
+    best = np.where(goal == "min", vmin, np.where(goal == "max", vmax, np.nan))
     best_step = _first_step_equal(values, steps, starts, lengths, best)
 
     run_cats = metrics["run_id"].cat.categories

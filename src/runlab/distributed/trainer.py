@@ -21,28 +21,50 @@ from runlab.data.loader import batch_bounds
 from runlab.distributed.context import Context, StepAgreement
 from runlab.errors import ConfigError
 from runlab.runs import checkpoint as ckpt
-from runlab.train.metrics import Accumulator
+from runlab.train.metrics import Accumulator, configured_monitors, merge_states
 from runlab.train.trainer import Interrupted, Trainer
 
 
 class ReducedAccumulator(Accumulator):
-    """Means over the samples of every process: one all-reduce of [sums, count] per call.
+    """Means over the samples of every process. Ranks may have seen different names (a
+    term that only some batches have): they first agree on the union of their names (one
+    all_gather of the name lists), then one all-reduce of [sums, counts] in that order.
     Called only where the single-process Trainer syncs anyway (log points, epoch ends,
     evaluation), and the same number of times on every rank."""
 
     def means(self) -> dict[str, float]:
-        if self.sums is None or self.count == 0:
+        names: list[list[str]] = [[] for _ in range(dist.get_world_size())]
+        dist.all_gather_object(names, self.keys)
+        union = list(dict.fromkeys(k for ks in names for k in ks))
+        if not union:
             return {}
-        packed = torch.cat([self.sums.double(), self.sums.new_tensor([self.count], dtype=torch.float64)])
+        device = self.sums.device if self.sums is not None else _collective_device()
+        shape = tuple(self.sums.shape[1:]) if self.sums is not None else ()
+        sums = torch.zeros((len(union), *shape), dtype=torch.float64, device=device)
+        counts = [0.0] * len(union)
+        if self.sums is not None:
+            rows = [union.index(k) for k in self.keys]
+            sums[rows] = self.sums.double()
+            for row, c in zip(rows, self.counts):
+                counts[row] = float(c)
+        packed = torch.cat([sums.flatten(), torch.tensor(counts, dtype=torch.float64).to(device)])
         dist.all_reduce(packed)
-        return dict(zip(self.keys, (packed[:-1] / packed[-1]).tolist()))
+        n = packed[-len(union):]
+        means = packed[:-len(union)].view(sums.shape) / n.clamp(min=1).view((-1,) + (1,) * len(shape))
+        values, present = means.tolist(), (n > 0).tolist()
+        return {k: v for k, v, ok in zip(union, values, present) if ok}
+
+
+def _collective_device() -> torch.device:
+    """Where the default process group's collectives take their tensors."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def merge_accumulators(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """The state of one accumulator holding all of `states`' samples."""
-    sums = [s["sums"] for s in states if s["sums"] is not None]
-    return {"keys": states[0]["keys"], "count": sum(s["count"] for s in states),
-            "sums": torch.stack(sums).sum(0) if sums else None}
+    """The state of one accumulator holding all of `states`' samples (union of names)."""
+    return merge_states(states)
 
 
 class ShardWeightedScaler:
@@ -69,7 +91,8 @@ def shard_weights(n: int, batch_size: int, drop_last: bool, rank: int, world: in
 
 def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
     """Every process must get at least one sample of every training batch and of each
-    evaluation split, and the step must be the default one; raises ConfigError (before any training) when one would not."""
+    evaluation split, the step must be the default one, and monitor only what every process
+    sees (no diagnostic scalars); raises ConfigError (before any training) when not."""
     d, problems = cfg["data"], []
     n = len(splits.train[0])
     last = batch_bounds(n, d["batch_size"], d["drop_last"])[-1:]
@@ -89,6 +112,9 @@ def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
         problems.append("step: a custom training_step does not run data-parallel (--nproc) yet: DDP "
                         "averages gradients in the model's forward, which a custom step may bypass; "
                         "train it in one process")
+    problems += [f"{where}: {name!r}: diagnostics run on rank 0 only, so every process could "
+                 "not decide alike on it; monitor a train/, val/ or callback metric with --nproc"
+                 for where, name in configured_monitors(cfg).items() if name.startswith("diag/")]
     if problems:
         raise ConfigError(problems)
 

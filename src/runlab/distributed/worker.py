@@ -95,5 +95,9 @@ def _follow(ctx: Context) -> int:
         ctx.report_failure(e)
         print(f"runlab: rank {ctx.rank} failed:", file=sys.stderr)
         traceback.print_exc()
-        return 130 if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
+        if isinstance(e, KeyboardInterrupt):
+            return 130
+        from runlab.train.metrics import UnknownMonitor
+
+        return EXIT_USAGE if isinstance(e, UnknownMonitor) else EXIT_FAILED
     return 0

@@ -303,7 +303,11 @@ def _run(session) -> int:
         err = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
         for m in trainer.active:
             m.finish("failed", error=err)
-        return 130 if isinstance(e, KeyboardInterrupt) else EXIT_FAILED
+        if isinstance(e, KeyboardInterrupt):
+            return 130
+        from runlab.train.metrics import UnknownMonitor
+
+        return 2 if isinstance(e, UnknownMonitor) else EXIT_FAILED
     done = [m for m in session.members if m.record.info["status"] == "completed"]
     plots = [background.submit(background.plot_metrics, m.record.dir) for m in done]  # drawn in parallel
     for m, future in zip(done, plots, strict=True):

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 
 from runlab.config import config_hash
+from runlab.metric_rules import MetricRules
 from runlab.runs.folder import RunRecord
 from runlab.train.events import Callback, TrainState, emit, log_scalars
-from runlab.train.metrics import Summary, improves
+from runlab.train.metrics import MonitorCheck, Summary
 
 SHARED_OPT_STATE = ("step",)  # optimiser state entries that are per tensor, not per element
 
@@ -35,11 +36,18 @@ class Member:
     csv: Any
     scheduled: list
     callbacks: list[Callback] = field(default_factory=list)
-    summary: Summary = field(default_factory=Summary)
     monitor: str = "val/loss"
     best_value: float | None = None
     active: bool = True
     last_log_step: int = 0
+
+    def __post_init__(self) -> None:
+        self.rules = MetricRules.from_config(self.cfg)  # goal/best of every metric
+        self.summary = Summary(self.rules)
+        self.monitor_check = MonitorCheck(self.cfg, {
+            "trainer.monitor": self.monitor,
+            **{f"{type(cb).__name__}.monitor": cb.monitor for cb in self.callbacks
+               if isinstance(getattr(cb, "monitor", None), str)}})
 
     @property
     def seed(self) -> int:
@@ -64,7 +72,7 @@ class Member:
     def improved(self) -> bool:
         """Whether the monitored metric beat the best so far (then it becomes the best)."""
         value = self.state.metrics.get(self.monitor)
-        better = improves(value, self.best_value, self.monitor)
+        better = self.rules.rule(self.monitor).better(value, self.best_value)
         if better:
             self.best_value = value
         return better

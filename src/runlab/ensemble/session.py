@@ -99,7 +99,7 @@ class Session:
                         t["max_epochs"])
         ts.train_data, ts.val_data = self.splits.train, self.splits.val
         monitor = t["monitor"] or (t["early_stopping"] or {}).get("monitor") or (
-            "val/loss" if self.splits.val is not None else "train/loss")
+            "val/loss" if self.splits.val is not None else "train/loss_epoch")
         return Member(i, cfg, record, ts, writer, csv, p.scheduled, callbacks, monitor=monitor)
 
     def _restore(self, states: list[dict[str, Any]]) -> None:

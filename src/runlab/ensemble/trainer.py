@@ -20,6 +20,7 @@ from runlab.data.loader import MEMORY_LIMIT_BYTES, epoch_permutation, make_loade
 from runlab.ensemble.members import Member, slice_accumulator, slice_optimizer
 from runlab.ensemble.stacked import Stack
 from runlab.hparams import apply_schedules
+from runlab.metric_rules import EPOCH_SUFFIX
 from runlab.runs import checkpoint as ckpt
 from runlab.train.build import PRECISION_DTYPES
 from runlab.train.metrics import Accumulator
@@ -98,7 +99,7 @@ class EnsembleTrainer:
             (loss / self.accumulate if self.accumulate > 1 else loss).backward()
             self.batch_in_epoch += 1
             vals = self.window.add(terms, x.shape[1])
-            self.epoch_acc.add_values(vals, x.shape[1], self.window.keys)
+            self.epoch_acc.add_values(vals, x.shape[1], tuple(terms))
             if self.batch_in_epoch % self.accumulate and self.batch_in_epoch < self.n_batches:
                 continue
             self.optimizer_step()
@@ -153,20 +154,22 @@ class EnsembleTrainer:
 
     def end_epoch(self, val: dict[str, list[float]]) -> None:
         self.log_window()
-        train = {f"train/{k}": v for k, v in self.epoch_acc.means().items()}
+        train = {f"train/{k}{EPOCH_SUFFIX}": v for k, v in self.epoch_acc.means().items()}
         self.epoch_acc.reset()
         for m in self.active:
             mine = {k: v[m.index] for k, v in train.items()}
             m.state.metrics.update(mine)
-            m.log({k: v[m.index] for k, v in val.items()})
+            m.log({**mine, **{k: v[m.index] for k, v in val.items()}})
         if self.scheduler is not None and self.sched_interval == "epoch":
             self.scheduler.step()
         self.print_epoch()
         self.emit("on_epoch_end")
         every = self.cfg["trainer"]["checkpoint_every"]
         due = every and self.epoch % every == 0 or self.epoch >= self.max_epochs
+        validated = bool(val) or "val" not in self.eval_loaders
         for m in self.active:
             m.flush()
+            m.monitor_check.check(set(m.summary.data) | set(m.state.metrics), validated)
             names = [name for name, wanted in (("best.pt", m.improved()), ("last.pt", due or m.state.should_stop))
                      if wanted]
             if names:  # best and last of the same moment hold the same checkpoint: written once
@@ -223,7 +226,7 @@ class EnsembleTrainer:
         act = self.active
         if not act:
             return
-        keys = [k for k in ("train/loss", "val/loss", "val/acc") if k in act[0].state.metrics]
+        keys = [k for k in ("train/loss_epoch", "val/loss", "val/acc") if k in act[0].state.metrics]
         parts = []
         for k in keys:
             v = torch.tensor([m.state.metrics[k] for m in act], dtype=torch.float64)

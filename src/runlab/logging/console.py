@@ -45,9 +45,14 @@ def format_value(name: str, value: float) -> str:
 def epoch_line(epoch: int, max_epochs: int, metrics: Mapping[str, Any], seconds: float) -> str:
     """The plain line for a finished epoch; `epoch` is 0-based and shown 1-based."""
     parts = [f"epoch {epoch + 1}/{max_epochs}"]
-    parts += [f"{name} {format_value(name, value)}" for name, value in metrics.items()]
+    # one line whatever the names hold (a newline in a name is shown as \n)
+    parts += [f"{_one_line(name)} {format_value(name, value)}" for name, value in metrics.items()]
     parts.append(f"{seconds:.2f}s" if seconds < 1 else f"{seconds:.1f}s")
     return "  ".join(parts)
+
+
+def _one_line(name: str) -> str:
+    return name.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ConsoleWriter(Writer):

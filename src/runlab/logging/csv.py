@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 from collections.abc import Mapping
@@ -15,6 +17,10 @@ HEADER = "step,epoch,time,metric,value\n"
 class CSVWriter(Writer):
     """Appends `step,epoch,time,metric,value` rows; any new metric name may appear at any time.
 
+    Names are stored verbatim, quoted as the `csv` module does (RFC 4180: a name holding
+    `,`, `"` or a newline is written in double quotes, `"` doubled), so every CSV reader
+    (csv, pandas, pyarrow with `newlines_in_values`) reads them back unchanged.
+
     `time` is seconds since the run first started (`t0`, kept across resumes). Rows are
     buffered and written at `flush()`, which the Trainer calls at every logging point."""
 
@@ -25,19 +31,21 @@ class CSVWriter(Writer):
         self._f = open(self.path, "a", encoding="utf-8", newline="")
         if new:
             self._f.write(HEADER)
-        self._rows: list[str] = []
+        self._buffer = io.StringIO()
+        self._rows = csv.writer(self._buffer, lineterminator="\n")
 
     def write_scalars(self, step: int, scalars: Mapping[str, float], epoch: int = 0) -> None:
         t = f"{time.time() - self.t0:.3f}"
         for name, value in scalars.items():
             v = float(value)
-            text = repr(v) if math.isfinite(v) else str(v)
-            self._rows.append(f"{step},{epoch},{t},{name},{text}\n")
+            self._rows.writerow((step, epoch, t, name, repr(v) if math.isfinite(v) else str(v)))
 
     def flush(self) -> None:
-        if self._rows:
-            self._f.write("".join(self._rows))
-            self._rows.clear()
+        text = self._buffer.getvalue()
+        if text:
+            self._f.write(text)
+            self._buffer.seek(0)
+            self._buffer.truncate()
         self._f.flush()
 
     def tell(self) -> int:

@@ -94,8 +94,8 @@ def list_runs(
     with usage_errors():
         wanted = _parse_statuses(status, (*STATUSES, "unreadable")) if status else None
         conditions = store.parse_where(where)
-        metric, descending = store.parse_sort(sort) if sort else (None, True)
         records = store.load_runs(path or store.default_runs_dir())
+        metric, descending = store.parse_sort(sort, records) if sort else (None, True)
         if wanted:
             records = [r for r in records if r["status"] in wanted]
         records = store.filter_where(records, conditions)
@@ -129,7 +129,8 @@ def show(
     console.print(_overview_table(record))
     error = record.get("error")
     if isinstance(error, dict) and record["status"] != "completed":
-        console.print(f"\n[bold red]{error.get('type', 'Error')}:[/] {error.get('message', '')}")
+        console.print(f"\n[bold red]{escape(str(error.get('type', 'Error')))}:[/] "
+                      f"{escape(str(error.get('message', '')))}")
         if error.get("traceback"):
             console.print(Syntax(error["traceback"].rstrip(), "pytb", theme="ansi_dark"))
     config_file = run_dir / store.CONFIG_FILE
@@ -277,19 +278,19 @@ def _runs_table(records: list[dict], sort_metric: str | None) -> Any:
     for name in ("name", "status", "started", "duration", "seed", "sweep"):
         table.add_column(name, no_wrap=True)
     for metric in metrics:
-        table.add_column(metric, justify="right", no_wrap=True)
+        table.add_column(escape(metric), justify="right", no_wrap=True)
     now = time.time()
     for r in records:
         sweep = r.get("sweep") if isinstance(r.get("sweep"), dict) else {}
         values = [store.final_value(r, m) for m in metrics]
         table.add_row(
-            str(r.get("id")),
-            str(r.get("name") or ""),
+            escape(str(r.get("id"))),
+            escape(str(r.get("name") or "")),
             _styled(r["status"]),
             _when(r.get("started") or r.get("created")),
             _duration(r, now),
             _text(r.get("seed")),
-            str(sweep.get("name") or ""),
+            escape(str(sweep.get("name") or "")),
             *("" if v is None else f"{v:.4g}" for v in values),
         )
     return table
@@ -331,7 +332,7 @@ def _overview_table(record: dict) -> Any:
     }
     for key, value in rows.items():
         if value not in (None, ""):
-            table.add_row(key, str(value))
+            table.add_row(key, value if key == "status" else escape(str(value)))
     return table
 
 
@@ -351,13 +352,12 @@ def _summary_table(summary: dict) -> Any:
 
     table = Table(title="summary", title_justify="left", header_style="bold")
     table.add_column("metric")
-    for column in ("final", "best", "min", "max", "best_step"):
+    columns = ("final", "best", "min", "max", "best_step", "goal")
+    for column in columns:
         table.add_column(column, justify="right")
     for metric, entry in sorted(summary.items()):
         entry = entry if isinstance(entry, dict) else {"final": entry}
-        table.add_row(
-            metric, *(_text(entry.get(c)) for c in ("final", "best", "min", "max", "best_step"))
-        )
+        table.add_row(escape(metric), *(_text(entry.get(c)) for c in columns))
     return table
 
 
@@ -377,6 +377,13 @@ def _files_table(run_dir: Path) -> Any:
         else:
             table.add_row(entry.name, _size(entry.stat(follow_symlinks=False).st_size))
     return table
+
+
+def escape(text: str) -> str:
+    """`text` shown verbatim by rich (metric and run names may hold `[x]`)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _text(value: Any) -> str:

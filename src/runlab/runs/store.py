@@ -192,22 +192,23 @@ def filter_where(records: list[dict], where: list[tuple[str, Any]]) -> list[dict
     return kept
 
 
-_LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "kl", "ppl", "perplexity", "time")
-
-
-def parse_sort(spec: str) -> tuple[str, bool]:
+def parse_sort(spec: str, records: list[dict] = ()) -> tuple[str, bool]:
     """`--sort` value to (metric, descending): `-m` forces descending, `+m` ascending,
-    otherwise loss-like names sort ascending and everything else (accuracy...) descending."""
+    otherwise best first by the metric's goal (as recorded in the runs' run.json, else
+    `runlab.metric_rules`' defaults): descending for `max` goals."""
     if spec[:1] in "+-" and len(spec) > 1:
         return spec[1:], spec[0] == "-"
-    leaf = spec.rsplit("/", 1)[-1].lower()
-    return spec, not any(word in leaf for word in _LOWER_IS_BETTER)
+    from runlab.metric_rules import MetricRules, recorded_goal
+
+    goal = recorded_goal((r.get("summary") for r in records), spec) or MetricRules().goal(spec)
+    return spec, goal == "max"
 
 
 def final_value(record: dict, metric: str) -> float | None:
-    """The final value of `metric` in the run's summary, None when the run never logged it."""
+    """The summary value of `metric` in the run's summary (its `value` where `metrics:`
+    declares a summary other than final, else `final`), None when the run never logged it."""
     entry = (record.get("summary") or {}).get(metric)
-    value = entry.get("final") if isinstance(entry, dict) else None
+    value = entry.get("value", entry.get("final")) if isinstance(entry, dict) else None
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 

@@ -141,6 +141,27 @@ def _print_plan(spec: SweepSpec, settings: list[Setting]) -> None:
               f"search space {space}")
 
 
+def _never_logged(spec: SweepSpec, folder: Path, tally: Tally) -> str | None:
+    """An error when runs completed but none of them logged the sweep's metric (n=0 for
+    every setting would otherwise look like success), naming the metrics they did log."""
+    done = [v for per_seed in tally.values.values() for v in per_seed.values()]
+    if not done or any(v is not None for v in done):
+        return None
+    from runlab.metric_rules import did_you_mean
+
+    seen: set[str] = set()
+    for run_json in folder.glob("*/run.json"):
+        try:
+            seen.update(json.loads(run_json.read_text(encoding="utf-8")).get("summary") or {})
+        except (OSError, ValueError):
+            continue
+    if spec.metric in seen:
+        return None  # logged, only never finite (or not with this stat): the runs say so
+    return (f"error: metric.name {spec.metric!r}: no completed run logged it, so the sweep has "
+            f"no result.{did_you_mean(spec.metric, seen)} Logged: "
+            f"{', '.join(sorted(seen)[:30]) or 'nothing'}")
+
+
 def _report(spec: SweepSpec, folder: Path, search: Search, tally: Tally) -> int:
     """summary.csv, failures and the best setting; the exit code."""
     settings = search.known()
@@ -154,6 +175,10 @@ def _report(spec: SweepSpec, folder: Path, search: Search, tally: Tally) -> int:
     if tally.interrupted:
         print(f"sweep interrupted; run the same command again to resume ({folder})")
         return 130
+    missing = _never_logged(spec, folder, tally)
+    if missing:
+        print(missing)
+        return 2
     top = best(table, spec.goal)
     if top is not None:
         params = {p.key: top[p.key] for p in spec.parameters}

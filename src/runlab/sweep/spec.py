@@ -111,7 +111,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     base, raw_base, base_config = _load_base(path, data, problems)
     method = _choice(data, "method", METHODS, "grid", problems)
     params = _parameters(data.get("parameters"), method, base_config, problems)
-    metric, goal, stat = _metric(data.get("metric"), problems)
+    metric, goal, stat = _metric(data.get("metric"), problems, base_config)
     trials = data.get("trials")
     if method == "grid" and trials is not None:
         problems.append(f"trials: {trials!r} is only used by method random or tpe "
@@ -230,7 +230,7 @@ def _missing_key(cfg: dict, key: str) -> str | None:
     return None
 
 
-def _metric(data: Any, problems: list[str]) -> tuple[str, str, str]:
+def _metric(data: Any, problems: list[str], base_config: Any = None) -> tuple[str, str, str]:
     if isinstance(data, str):
         data = {"name": data}
     if not isinstance(data, dict) or not data.get("name"):
@@ -248,11 +248,17 @@ def _metric(data: Any, problems: list[str]) -> tuple[str, str, str]:
         problems.append(f"metric.stat: {stat!r}.{did_you_mean(str(stat), STATS)} "
                         f"Allowed: {', '.join(STATS)}")
     name = str(data["name"])
-    if goal is None:  # guessed from the name (loss: minimize, acc: maximize); pandas loads here
-        from runlab.analysis.summary import metric_goal
+    from runlab.metric_rules import MetricRules
 
-        goal = metric_goal(name)
-    return name, goal, stat
+    rules = MetricRules.from_config(base_config if isinstance(base_config, dict) else {})
+    declared = {"min": "minimize", "max": "maximize"}.get(rules.goal(name) or "")
+    if goal is None and declared is None:
+        problems.append(f"metric.goal: {name!r} has no goal (lr and hparams have none); set "
+                        "metric.goal: minimize or maximize")
+    elif goal is not None and declared is not None and goal != declared and rules.declared(name):
+        problems.append(f"metric.goal: {goal!r}, but the base config's metrics: declares "
+                        f"{declared!r} for {name!r}; make them agree")
+    return name, goal or declared or "minimize", stat
 
 
 def _seeds(value: Any, problems: list[str]) -> list[int]:

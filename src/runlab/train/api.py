@@ -19,7 +19,7 @@ from runlab.config import config_diff, config_hash, save_config, validate_config
 from runlab.errors import ConfigError
 from runlab.runs.folder import CaptureOutput, RunRecord, new_run_id, read_run_json
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 @dataclass
@@ -51,6 +51,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     `splits`: the data already built from this `cfg["data"]` (an ensemble's seeds share it)."""
     import torch
 
+    from runlab.metric_rules import MetricRules
     from runlab.optim import build_optimizers
     from runlab.registry import CALLBACKS
     from runlab.runs.checkpoint import seed_everything
@@ -72,7 +73,8 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
             raise ConfigError(problems)
     n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
     steps = max(1, n_batches // cfg["trainer"]["accumulate"])
-    optimizers = build_optimizers(cfg, built.model, cfg["trainer"]["max_epochs"], steps)
+    optimizers = build_optimizers(cfg, built.model, cfg["trainer"]["max_epochs"], steps,
+                                  MetricRules.from_config(cfg))
     step = build_step(cfg["step"])
     callbacks = []
     for i, c in enumerate(cfg["callbacks"]):
@@ -82,6 +84,11 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
             raise ConfigError(f"callbacks[{i}]: building '{c['name']}' failed: {e}") from None
     if cfg["trainer"]["early_stopping"]:
         callbacks.append(EarlyStopping(**cfg["trainer"]["early_stopping"]))
+    from runlab.train.metrics import monitor_problems
+
+    problems = monitor_problems(cfg, splits.val is not None)
+    if problems:
+        raise ConfigError(problems)
     if cfg["trainer"]["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
     return Prepared(cfg, splits, built.model, built.loss, optimizers, built.scheduled, device,
@@ -141,6 +148,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
     `trainer_factory` builds the trainer in place of `Trainer` (runlab.distributed's)."""
     from runlab import background
     from runlab.signals import StopFlag
+    from runlab.train.metrics import UnknownMonitor
     from runlab.train.trainer import Interrupted, Trainer
 
     run_dir = record.dir
@@ -184,7 +192,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             _finish(record, trainer, writer, callbacks, "failed", error=err)
             if isinstance(e, KeyboardInterrupt):
                 return 130
-            return EXIT_FAILED
+            return EXIT_BAD_INPUT if isinstance(e, UnknownMonitor) else EXIT_FAILED
         plots = background.submit(background.plot_metrics, run_dir)
         _finish(record, trainer, writer, callbacks, "completed")
         _wait_plots(plots)

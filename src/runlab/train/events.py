@@ -67,8 +67,9 @@ class TrainState:
     write_checkpoint: Callable[[Path], None] | None = None
 
     def log(self, name: str, value: float) -> None:
-        """Log a scalar at the current step (any name, at any time)."""
-        self.pending[name] = float(value)
+        """Log a scalar at the current step (any name, at any time); it is monitorable
+        (early stopping, best.pt) from now on."""
+        self.pending[name] = self.metrics[name] = float(value)
 
 
 class Callback:

@@ -25,11 +25,12 @@ from runlab.data.loader import make_loader
 from runlab.hparams import ScheduledParam, apply_schedules
 from runlab.logging.base import Writer
 from runlab.losses import compute_terms
+from runlab.metric_rules import EPOCH_SUFFIX, MetricRules
 from runlab.optim import OptimizerSlot
 from runlab.runs import checkpoint as ckpt
 from runlab.train.build import PRECISION_DTYPES
 from runlab.train.events import Callback, TrainState, emit, log_scalars
-from runlab.train.metrics import Accumulator, Summary, improves
+from runlab.train.metrics import Accumulator, MonitorCheck, Summary, console_metrics
 from runlab.train.step import StepContext, user_step
 
 
@@ -101,9 +102,16 @@ class Trainer:
         own_val = callable(getattr(self.user_step, "validation_step", None))
         self.eval_step = self.custom_eval_step if own_val else self.default_eval_step
         self.window, self.epoch_acc = self.accumulator_type(), self.accumulator_type()
-        self.summary = Summary()
+        self.rules = MetricRules.from_config(cfg)  # goal/best of every metric
+        self.summary = Summary(self.rules)
         self.monitor = t["monitor"] or (t["early_stopping"] or {}).get("monitor") or (
-            "val/loss" if splits.val is not None else "train/loss")
+            "val/loss" if splits.val is not None else f"train/loss{EPOCH_SUFFIX}")
+        self.monitor_check = MonitorCheck(cfg, {
+            "trainer.monitor": self.monitor,
+            **{"scheduler.monitor" if n == ckpt.MAIN else f"optimizers.{n}.scheduler.monitor":
+               slot.monitor for n, slot in optimizers.items() if slot.monitor},
+            **{f"{type(cb).__name__}.monitor": cb.monitor for cb in self.callbacks
+               if isinstance(getattr(cb, "monitor", None), str)}})
         self.best_value: float | None = None
         self.stop_signal: int | None = None
         self.hparams: dict[str, float] = {}
@@ -147,7 +155,7 @@ class Trainer:
             terms = self.train_step(x, y)
             s.batch_in_epoch += 1
             vals = self.window.add(terms, len(x))
-            self.epoch_acc.add_values(vals, len(x), self.window.keys)
+            self.epoch_acc.add_values(vals, len(x), tuple(terms))
             if s.batch_in_epoch % self.accumulate and s.batch_in_epoch < n_batches:
                 continue  # gradient accumulation: step after `accumulate` batches
             self.end_step()
@@ -246,23 +254,23 @@ class Trainer:
     def end_epoch(self, val: dict[str, float]) -> None:
         s = self.state
         self.log_window()
-        train = {f"train/{k}": v for k, v in self.epoch_acc.means().items()}
+        train = {f"train/{k}{EPOCH_SUFFIX}": v for k, v in self.epoch_acc.means().items()}
         self.epoch_acc.reset()
         s.metrics.update(train)
-        self.log(val)
+        self.log({**train, **val})
         for slot in self.slots.values():
             if slot.scheduler is not None and slot.interval == "epoch":
                 if slot.monitor:
-                    slot.scheduler.step(s.metrics.get(slot.monitor, math.inf))
+                    worst = -math.inf if getattr(slot.scheduler, "mode", "min") == "max" else math.inf
+                    slot.scheduler.step(s.metrics.get(slot.monitor, worst))
                 else:
                     slot.scheduler.step()
         if self.progress is not None:
-            order = {"train": 0, "val": 1}
-            shown = sorted((k for k in s.metrics if k != "epoch" and not k.startswith("test/")),
-                           key=lambda k: order.get(k.split("/")[0], 2))
-            self.progress.end_epoch({k: s.metrics[k] for k in shown})
+            self.progress.end_epoch(console_metrics(s.metrics))
         self._emit("on_epoch_end")
         self.flush_logs()
+        self.monitor_check.check(set(self.summary.data) | set(s.metrics),
+                                 validated=bool(val) or "val" not in self.eval_loaders)
         best = self.improved()
         every = self.cfg["trainer"]["checkpoint_every"]
         due = bool(every) and s.epoch % every == 0 or self._ckpt_due
@@ -339,7 +347,7 @@ class Trainer:
         """Whether the monitored metric beat the best so far (it becomes the best); only
         where checkpoints are written."""
         value = self.state.metrics.get(self.monitor)
-        better = self.run_dir is not None and improves(value, self.best_value, self.monitor)
+        better = self.run_dir is not None and self.rules.rule(self.monitor).better(value, self.best_value)
         if better:
             self.best_value = value
         return better
