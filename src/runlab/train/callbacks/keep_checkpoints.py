@@ -6,16 +6,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from runlab.metric_rules import MetricRules
 from runlab.registry import CALLBACKS
 from runlab.train.events import Callback, TrainState
-from runlab.train.metrics import goal
 
 
 @CALLBACKS.register("keep_checkpoints")
 class KeepCheckpoints(Callback):
     """Keep checkpoints/epoch-N.pt every `every` epochs and/or for the `top_k` best by `monitor`.
 
-    N = epochs finished; `mode` (min or max) defaults from the metric's name; a file
+    N = epochs finished; `monitor` defaults to val/loss, `mode` (min or max) to its goal
+    (`runlab.metric_rules`); a file
     that leaves the top k is deleted unless `every` keeps it. `every_steps` also keeps
     `checkpoints/step-N.pt` every that many optimiser steps (mid-epoch states).
     Each is a full checkpoint of that epoch's end (weights, optimizers, callbacks);
@@ -26,16 +27,21 @@ class KeepCheckpoints(Callback):
 
     vectorizable = False  # writes checkpoints through the single-run Trainer
 
-    def __init__(self, every: int = 0, top_k: int = 0, monitor: str = "val/loss",
+    def __init__(self, every: int = 0, top_k: int = 0, monitor: str | None = None,
                  mode: str | None = None, every_steps: int = 0):
         if min(every, top_k, every_steps) < 0 or not (every or top_k or every_steps):
             raise ValueError(f"give every >= 1, top_k >= 1 and/or every_steps >= 1, got every={every}, "
                              f"top_k={top_k}, every_steps={every_steps}")
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode must be min or max, got {mode!r}")
-        self.every, self.top_k, self.monitor, self.every_steps = every, top_k, monitor, every_steps
-        self.mode = mode or goal(monitor)
+        self.every, self.top_k, self.every_steps = every, top_k, every_steps
+        self.monitor = monitor or ("val/loss" if top_k else None)  # only top-k follows a metric
+        self.mode = mode
         self.best: list[tuple[float, int]] = []  # (value, epoch) of the kept top-k, best first
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if self.mode is None and self.monitor is not None:
+            self.mode = MetricRules.from_config(state.config).goal(self.monitor) or "min"
 
     def on_train_batch_end(self, state: TrainState) -> None:
         if self.every_steps and state.step % self.every_steps == 0 and state.write_checkpoint is not None:
@@ -46,7 +52,7 @@ class KeepCheckpoints(Callback):
             return
         epoch, folder = state.epoch, state.run_dir / "checkpoints"
         periodic = bool(self.every) and epoch % self.every == 0
-        ranked = self._rank(state.metrics.get(self.monitor), epoch)
+        ranked = self._rank(state.metrics.get(self.monitor) if self.monitor else None, epoch)
         if periodic or ranked is not None:
             state.write_checkpoint(folder / f"epoch-{epoch}.pt")
         for dropped in ranked or ():
