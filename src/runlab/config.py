@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
         "loader": "auto",
         "num_workers": 0,
         "drop_last": False,
+        "transforms": None,  # {train: [{name: ..., **params}], eval: [...]}
+        "memory_limit_mb": 4096,  # `loader: auto` batches larger tensors through a DataLoader
+        "prefetch_factor": None,  # batches each DataLoader worker prepares ahead (torch: 2)
     },
     "model": {"name": None},
     "loss": None,
@@ -76,7 +79,7 @@ DATA_COMMON = tuple(DEFAULTS["data"])
 # Keys that change nothing about the numbers a run produces (left out of the config hash).
 NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "trainer.checkpoint_every",
                    "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
-                   "trainer.device", "data.root", "data.num_workers")
+                   "trainer.device", "data.root", "data.num_workers", "data.prefetch_factor")
 PRECISIONS = ("32", "16", "bf16", "16-mixed", "bf16-mixed")
 
 

@@ -152,6 +152,7 @@ SCHEDULERS = Registry("scheduler", _loader("runlab.optim"))
 HPARAM_SCHEDULES = Registry("hparam schedule", _loader("runlab.hparams"))
 DIAGNOSTICS = Registry("diagnostic", _loader("runlab.diagnostics.builtins"))
 CALLBACKS = Registry("callback", _loader("runlab.train.callbacks"))
+TRANSFORMS = Registry("transform", _loader("runlab.data.transforms"))
 
 REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
@@ -162,4 +163,5 @@ REGISTRIES: dict[str, Registry] = {
     "hparam-schedules": HPARAM_SCHEDULES,
     "diagnostics": DIAGNOSTICS,
     "callbacks": CALLBACKS,
+    "transforms": TRANSFORMS,
 }

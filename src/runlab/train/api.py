@@ -45,6 +45,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     `splits`: the data already built from this `cfg["data"]` (an ensemble's seeds share it)."""
     import torch
 
+    from runlab.data.base import num_samples
     from runlab.optim import build_optimizer, build_scheduler
     from runlab.registry import CALLBACKS
     from runlab.runs.checkpoint import seed_everything
@@ -65,7 +66,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
             raise ConfigError(problems)
     try:
         optimizer = build_optimizer(cfg["optimizer"], built.model.parameters())
-        n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
+        n_batches = -(-num_samples(splits.train) // cfg["data"]["batch_size"])
         steps = max(1, n_batches // cfg["trainer"]["accumulate"])
         scheduler, interval, monitor = build_scheduler(
             cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"], steps)
