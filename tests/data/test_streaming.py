@@ -4,14 +4,18 @@ same batches."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+import yaml
 
 from runlab.data.base import DatasetMeta, TorchData
 from runlab.data.loader import MemoryLoader, TorchLoader, make_loader, split
 from runlab.data.synthetic import GeneratedImages
 from runlab.data.transforms import Pipeline, build_transforms, pipelines
 from runlab.errors import ConfigError
+from runlab_testing import run_cli
 
 AUGMENT = [{"name": "random_crop", "padding": 2}, {"name": "horizontal_flip"},
            {"name": "gaussian_noise", "std": 0.05}]
@@ -135,3 +139,19 @@ def test_auto_loader_follows_the_memory_limit():
                                   memory_limit=1 << 10), TorchLoader)
     with pytest.raises(ConfigError, match="data.loader: got 'memory'"):
         make_loader(images(), 8, kind="memory", shuffle=True, seed=0, device=cpu)
+
+
+def test_lazy_dataset_trains_through_the_cli(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data": {"name": "synthetic_images", "lazy": True, "n_samples": 64, "n_test": 16,
+                 "shape": [3, 8, 8], "batch_size": 16, "root": str(tmp_path / "data"),
+                 "transforms": {"train": AUGMENT}},
+        "model": {"name": "cnn", "channels": [4], "kernel_size": 3},
+        "trainer": {"max_epochs": 1, "device": "cpu"}, "logging": {"console": False},
+        "diagnostics": [{"name": "confusion_matrix", "n": 16}]}))
+    r = run_cli("train", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr
+    (run,) = (tmp_path / "runs" / "manual").iterdir()
+    summary = json.loads((run / "run.json").read_text())["summary"]
+    assert {"train/loss", "val/acc", "test/acc"} <= set(summary)

@@ -93,7 +93,7 @@ def is_tensors(part: Part) -> bool:
 
 def num_samples(part: Part) -> int:
     """Samples in one split, whichever form it has."""
-    return len(part[0]) if is_tensors(part) else len(part)
+    return len(part[0]) if isinstance(part, tuple) else len(part)
 
 
 @dataclass
@@ -105,3 +105,19 @@ class Splits:
     train: Part
     val: Part | None
     test: Part | None
+
+
+def take(part: Part, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples `idx` of one split as (x, y) tensors (an iterable dataset gives its first
+    len(idx) samples): a fixed batch for diagnostics, whichever form the split has."""
+    if isinstance(part, tuple):
+        x, y = part
+        return x[idx.to(x.device)], (y[idx.to(y.device)] if y is not None else None)
+    if isinstance(part, torch.utils.data.IterableDataset):
+        import itertools
+
+        items = list(itertools.islice(iter(part), len(idx)))
+    else:
+        items = [part[int(i)] for i in idx]
+    x, y = torch.utils.data.default_collate([tuple(item) for item in items])
+    return x.float(), y
