@@ -21,7 +21,10 @@ IMAGE = DatasetMeta("img", (1, 8, 8), 3, "classification")
 FLAT = DatasetMeta("flat", (5,), 3, "classification")
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+ECOSYSTEM = {"timm", "torchvision"}  # optional extras: tests/data/test_ecosystem.py
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS.names()) - ECOSYSTEM))
 @pytest.mark.parametrize("meta", [SIGNAL, IMAGE, FLAT], ids=["signal", "image", "flat"])
 def test_every_model_builds_and_backprops(name, meta):
     if name == "cnn" and meta is FLAT:
@@ -46,7 +49,7 @@ def test_cnn_refuses_flat_inputs_with_a_hint():
 FILE_DATASETS = {"mnist", "fashion_mnist", "cifar10", "tensors"}  # tested in tests/data
 
 
-@pytest.mark.parametrize("name", sorted(set(DATASETS.names()) - FILE_DATASETS))
+@pytest.mark.parametrize("name", sorted(set(DATASETS.names()) - FILE_DATASETS - ECOSYSTEM - {"hf"}))
 def test_every_generated_dataset_loads_and_splits(name, tmp_path):
     params = {"n_samples": 100} if "n_samples" in DATASETS.get(name).parameters() else {}
     if name == "mnist1d":
