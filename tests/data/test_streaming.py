@@ -15,6 +15,7 @@ from runlab.data.loader import MemoryLoader, TorchLoader, make_loader, split
 from runlab.data.synthetic import GeneratedImages
 from runlab.data.transforms import Pipeline, build_transforms, pipelines
 from runlab.errors import ConfigError
+from runlab.registry import TRANSFORMS
 from runlab_testing import run_cli
 
 AUGMENT = [{"name": "random_crop", "padding": 2}, {"name": "horizontal_flip"},
@@ -155,3 +156,20 @@ def test_lazy_dataset_trains_through_the_cli(tmp_path):
     (run,) = (tmp_path / "runs" / "manual").iterdir()
     summary = json.loads((run / "run.json").read_text())["summary"]
     assert {"train/loss", "val/acc", "test/acc"} <= set(summary)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS.names())
+@pytest.mark.parametrize("shape", [(4, 3, 8, 8), (4, 1, 16)], ids=["image", "signal"])
+def test_every_transform_keeps_shape_and_replays_from_its_seed(name, shape):
+    (t,) = build_transforms([{"name": name}], "t")
+    x = torch.rand(shape)
+    a = t(x, torch.Generator().manual_seed(5))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert torch.equal(a, t(x, torch.Generator().manual_seed(5)))
+
+
+def test_list_transforms_shows_the_registry():
+    r = run_cli("list", "transforms")
+    assert r.returncode == 0, r.stderr
+    for name in ("random_crop", "horizontal_flip", "normalize", "gaussian_noise", "padding=4"):
+        assert name in r.stdout
