@@ -77,23 +77,37 @@ def test_hf_missing_column_names_the_columns(tmp_path):
         build_splits(data_cfg(tmp_path, name="hf", path="t.csv"))
 
 
+def test_missing_extra_exits_2_before_a_run_folder(tmp_path):
+    if importable("timm"):
+        pytest.skip("timm imports here; the message is for machines without it")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "data": {"name": "synthetic_images", "n_samples": 40, "n_test": 0, "root": str(tmp_path)},
+        "model": {"name": "timm", "arch": "resnet18"}, "trainer": {"device": "cpu"},
+        "logging": {"console": False}}))
+    r = run_cli("train", str(cfg), "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 2, r.stderr
+    assert "model.name=timm (arch resnet18) needs the optional package 'timm'" in r.stderr
+    assert "pip install 'runlab[timm]'" in r.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 @pytest.mark.parametrize("section,value,module,extra", [
-    ("model", {"name": "timm", "arch": "resnet18"}, "timm", "timm"),
     ("model", {"name": "torchvision", "arch": "resnet18"}, "torchvision.models", "vision"),
     ("data", {"name": "torchvision", "dataset": "CIFAR100"}, "torchvision.datasets", "vision"),
 ])
-def test_missing_extras_exit_2_naming_the_extra(tmp_path, section, value, module, extra):
+def test_missing_extras_name_the_extra(tmp_path, section, value, module, extra):
     if importable(module):
         pytest.skip(f"{module} imports here; the message is for machines without it")
-    cfg = tmp_path / "c.yaml"
-    data = {"name": "synthetic_images", "n_samples": 40, "n_test": 0, "root": str(tmp_path)}
-    cfg.write_text(yaml.safe_dump({"data": value if section == "data" else data,
-                                   "model": value if section == "model" else {"name": "mlp"},
-                                   "trainer": {"device": "cpu"}, "logging": {"console": False}}))
-    r = run_cli("train", str(cfg), "--runs-dir", str(tmp_path / "runs"))
-    assert r.returncode == 2, r.stderr
-    assert f"pip install 'runlab[{extra}]'" in r.stderr and module.split(".")[0] in r.stderr
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    with pytest.raises(ConfigError) as e:
+        if section == "data":
+            build_splits(data_cfg(tmp_path, **value))
+        else:
+            from runlab.data.base import DatasetMeta
+
+            build_model_and_loss(fill_defaults({"data": {"name": "x"}, "model": value}),
+                                 DatasetMeta("m", (3, 8, 8), 4))
+    assert f"pip install 'runlab[{extra}]'" in str(e.value) and "'torchvision'" in str(e.value)
 
 
 @pytest.mark.skipif(not importable("timm"), reason="timm (needs a matching torchvision) not importable here")
