@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runlab.data.base import Part, RawData, Splits, TorchData, is_tensors, num_samples
+from runlab.data.base import Part, RawData, Splits, TorchData, is_tensors
 from runlab.errors import ConfigError
 
 MEMORY_LIMIT_BYTES = 4 << 30  # larger datasets go through a DataLoader under `loader: auto`
@@ -55,31 +55,21 @@ def batch_bounds(n: int, batch_size: int, drop_last: bool, rank: int = 0,
 def split(raw: RawData | TorchData, val_fraction: float, test_fraction: float,
           split_seed: int) -> Splits:
     """Seeded train/val/test split. A dataset's own test (and val) split is kept as is; an
-    iterable dataset cannot be split, so it needs both fractions 0 or its own splits."""
+    iterable dataset cannot be split (see `_unsplit`)."""
+    if isinstance(raw, TorchData) and isinstance(raw.train, torch.utils.data.IterableDataset):
+        return _unsplit(raw, val_fraction, test_fraction)
     if isinstance(raw, TorchData):
-        given_test, given_val = raw.test, raw.val
-        if isinstance(raw.train, torch.utils.data.IterableDataset):
-            for key, frac, given in (("val_fraction", val_fraction, given_val),
-                                     ("test_fraction", test_fraction, given_test)):
-                if frac > 0 and given is None:
-                    raise ConfigError(
-                        f"data.{key}: got {frac}, but dataset '{raw.meta.name}' is an iterable "
-                        f"dataset, which cannot be split. Set data.{key}=0 or return the split "
-                        "in TorchData")
+        n, val, test = len(raw.train), raw.val, raw.test
 
         def take(idx: torch.Tensor) -> Part:
             return torch.utils.data.Subset(raw.train, idx.tolist())
     else:
-        given_test = (raw.x_test, raw.y_test) if raw.x_test is not None else None
-        given_val = None
+        n, val = len(raw.x), None
+        test = (raw.x_test, raw.y_test) if raw.x_test is not None else None
 
         def take(idx: torch.Tensor) -> Part:
             return raw.x[idx], raw.y[idx]
-    if isinstance(raw, TorchData) and isinstance(raw.train, torch.utils.data.IterableDataset):
-        return Splits(raw.meta, raw.train, given_val, given_test)
-    n = num_samples((raw.x, raw.y) if isinstance(raw, RawData) else raw.train)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
-    test, val = given_test, given_val
     if test is None and test_fraction > 0:
         n_test = max(1, int(round(n * test_fraction)))
         test, perm = take(perm[:n_test]), perm[n_test:]
@@ -89,6 +79,17 @@ def split(raw: RawData | TorchData, val_fraction: float, test_fraction: float,
     if isinstance(raw, TorchData) and len(perm) == n:
         return Splits(raw.meta, raw.train, val, test)  # nothing carved out: no Subset
     return Splits(raw.meta, take(perm.sort().values), val, test)  # the dataset's own order
+
+
+def _unsplit(raw: TorchData, val_fraction: float, test_fraction: float) -> Splits:
+    """An iterable dataset's splits as returned; a fraction > 0 without the split is exit 2."""
+    for key, frac, given in (("val_fraction", val_fraction, raw.val),
+                             ("test_fraction", test_fraction, raw.test)):
+        if frac > 0 and given is None:
+            raise ConfigError(
+                f"data.{key}: got {frac}, but dataset '{raw.meta.name}' is an iterable "
+                f"dataset, which cannot be split. Set data.{key}=0 or return the split in TorchData")
+    return Splits(raw.meta, raw.train, raw.val, raw.test)
 
 
 class MemoryLoader:
