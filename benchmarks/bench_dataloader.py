@@ -60,7 +60,7 @@ def run(quick: bool = False, repeats: int | None = None, workers: int = 2) -> li
     steps = build_transforms(AUGMENT, "bench")
     cpu = torch.device("cpu")
     ours = make_loader(dataset, bs, kind="dataloader", shuffle=True, seed=0, device=cpu,
-                       num_workers=workers, transform=Pipeline(steps, seed=0))
+                       num_workers=workers, transform=Pipeline(AUGMENT, seed=0))
     ref = torch.utils.data.DataLoader(dataset, batch_size=bs, shuffle=True, num_workers=workers,
                                       collate_fn=AugmentingCollate(steps),
                                       generator=torch.Generator().manual_seed(0))

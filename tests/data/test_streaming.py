@@ -55,7 +55,7 @@ def assert_same(a, b):
 
 @pytest.mark.parametrize("dataset", [images, Stream])
 def test_batches_do_not_depend_on_workers_or_resume_point(dataset):
-    tf = Pipeline(build_transforms(AUGMENT, "t"), seed=3)
+    tf = Pipeline(AUGMENT, seed=3)
 
     def loader(workers):
         return TorchLoader(dataset(), 8, shuffle=True, seed=3, num_workers=workers, transform=tf)
@@ -70,7 +70,7 @@ def test_batches_do_not_depend_on_workers_or_resume_point(dataset):
 def test_augmentation_is_applied_and_seeded_per_batch():
     x = torch.rand(16, 3, 8, 8)
     y = torch.arange(16)
-    tf = Pipeline(build_transforms(AUGMENT, "t"), seed=0)
+    tf = Pipeline(AUGMENT, seed=0)
     plain = batches(MemoryLoader(x, y, 4, shuffle=False), 0)
     aug = batches(MemoryLoader(x, y, 4, shuffle=False, transform=tf), 0)
     assert all(not torch.equal(a[0], p[0]) for a, p in zip(aug, plain))
@@ -115,7 +115,7 @@ def test_transform_config_errors_name_key_and_choices():
 def test_torchvision_transform_by_name():
     pytest.importorskip("torchvision.transforms.v2",
                         reason="torchvision does not import beside this torch build")
-    tf = Pipeline(build_transforms([{"name": "torchvision.RandomRotation", "degrees": 30}], "t"), 0)
+    tf = Pipeline([{"name": "torchvision.RandomRotation", "degrees": 30}], 0)
     x = torch.rand(4, 3, 8, 8)
     assert torch.equal(tf(x, 0, 1), tf(x, 0, 1)) and not torch.equal(tf(x, 0, 1), tf(x, 0, 2))
 
@@ -173,3 +173,11 @@ def test_list_transforms_shows_the_registry():
     assert r.returncode == 0, r.stderr
     for name in ("random_crop", "horizontal_flip", "normalize", "gaussian_noise", "padding=4"):
         assert name in r.stdout
+
+
+def test_pipeline_pickles_as_its_specs_for_spawned_workers():
+    import pickle
+
+    tf = Pipeline(AUGMENT, seed=4)
+    x = torch.rand(4, 3, 8, 8)
+    assert torch.equal(pickle.loads(pickle.dumps(tf))(x, 1, 2), tf(x, 1, 2))

@@ -146,13 +146,21 @@ def build_transforms(specs: Sequence[dict[str, Any]] | None, key: str) -> list[T
 
 class Pipeline:
     """Transforms applied in order to batch `batch` of epoch `epoch`, with a generator on the
-    batch's device seeded by `batch_seed(seed, epoch, batch)`."""
+    batch's device seeded by `batch_seed(seed, epoch, batch)`. Pickles as its specs (the
+    steps are closures), so DataLoader workers started by `spawn` rebuild it."""
 
-    def __init__(self, steps: list[Transform], seed: int):
-        self.steps, self.seed = steps, seed
+    def __init__(self, specs: Sequence[dict[str, Any]] | None, seed: int, key: str = "data.transforms"):
+        self.specs, self.seed, self.key = list(specs or []), seed, key
+        self.steps = build_transforms(self.specs, key)
 
     def __bool__(self) -> bool:
-        return bool(self.steps)
+        return bool(self.specs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"specs": self.specs, "seed": self.seed, "key": self.key}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["specs"], state["seed"], state["key"])
 
     def __call__(self, x: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
         if not self.steps:
@@ -166,5 +174,5 @@ class Pipeline:
 def pipelines(transforms: dict[str, Any] | None, seed: int) -> tuple[Pipeline, Pipeline]:
     """(train, eval) pipelines from `data.transforms`."""
     t = transforms or {}
-    return (Pipeline(build_transforms(t.get("train"), "data.transforms.train"), seed),
-            Pipeline(build_transforms(t.get("eval"), "data.transforms.eval"), seed))
+    return (Pipeline(t.get("train"), seed, "data.transforms.train"),
+            Pipeline(t.get("eval"), seed, "data.transforms.eval"))
