@@ -1,7 +1,7 @@
 """DataLoader path: runlab's `TorchLoader` against a hand-written DataLoader loop doing the
 same work.
 
-    python benchmarks/bench_dataloader.py [--quick] [--repeats N] [--workers W]
+    python benchmarks/bench_dataloader.py [--quick] [--repeats N] [--workers W ...]
 
 Both sides read a lazy CIFAR-10-shaped dataset (`synthetic_images`, lazy: each sample made
 on request in the worker), collate, augment every batch in the workers (random crop with
@@ -45,7 +45,11 @@ class AugmentingCollate:
         return x, y
 
 
-def run(quick: bool = False, repeats: int | None = None, workers: int = 2) -> list:
+def run(quick: bool = False, repeats: int | None = None, workers: tuple[int, ...] = (0, 2)) -> list:
+    return [row for w in workers for row in run_one(quick, repeats, w)]
+
+
+def run_one(quick: bool, repeats: int | None, workers: int) -> list:
     from runlab.config import fill_defaults
     from runlab.data.base import DatasetMeta
     from runlab.data.loader import make_loader
@@ -85,7 +89,7 @@ def run(quick: bool = False, repeats: int | None = None, workers: int = 2) -> li
     s = interleave({"runlab": lambda: train_epoch("runlab", ours.epoch(epochs["runlab"])),
                     "hand": lambda: train_epoch("hand", ref)}, repeats)
     row = ratio_row("dataloader", f"one training step, lazy 3x32x32 dataset, batch {bs}, "
-                    f"{workers} workers, crop+flip+normalize in the workers",
+                    f"{workers} workers, crop+flip+normalize {'in the workers' if workers else 'in-process'}",
                     s["runlab"], s["hand"], "hand-written DataLoader loop", unit="ms", scale=1e3,
                     max_ratio=TARGET)
     return [row]
@@ -95,9 +99,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller dataset, fewer repeats")
     ap.add_argument("--repeats", type=int)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     args = ap.parse_args()
-    rows = run(args.quick, args.repeats, args.workers)
+    rows = run(args.quick, args.repeats, tuple(args.workers))
     print(table(rows))
     save("dataloader", rows)
 
