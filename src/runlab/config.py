@@ -79,7 +79,8 @@ DATA_COMMON = tuple(DEFAULTS["data"])
 # Keys that change nothing about the numbers a run produces (left out of the config hash).
 NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "trainer.checkpoint_every",
                    "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
-                   "trainer.device", "data.root", "data.num_workers", "data.prefetch_factor")
+                   "trainer.device", "data.root", "data.num_workers", "data.prefetch_factor",
+                   "data.download", "data.mirror")
 PRECISIONS = ("32", "16", "bf16", "16-mixed", "bf16-mixed")
 
 
