@@ -72,6 +72,9 @@ def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
     """Every process must get at least one sample of every training batch and of each
     evaluation split; raises ConfigError (before any training) when one would not."""
     d, problems = cfg["data"], []
+    if isinstance(splits.train, torch.utils.data.IterableDataset):
+        raise ConfigError(f"data: dataset '{splits.meta.name}' is an iterable dataset, which cannot "
+                          "be sharded over processes; return a map-style dataset for --nproc > 1")
     n = num_samples(splits.train)
     last = batch_bounds(n, d["batch_size"], d["drop_last"])[-1:]
     if last and last[0][1] - last[0][0] < world:
