@@ -63,10 +63,10 @@ class MLP(_Head):
 
 @MODELS.register("cnn")
 class CNN(_Head):
-    """Stride-2 convolutions (1-D for signals, 2-D for images), then an MLP head (`hidden`
-    units; 0: a linear head on the conv features)."""
+    """Stride-2 convolutions (1-D for signals, 2-D for images; `kernel_size` one for all or
+    one per layer), then an MLP head (`hidden` units; 0: a linear head on the conv features)."""
 
-    def __init__(self, meta: DatasetMeta, channels: list[int] = (32, 64), kernel_size: int = 5,
+    def __init__(self, meta: DatasetMeta, channels: list[int] = (32, 64), kernel_size: int | list[int] = 5,
                  hidden: int = 128, activation: str = "relu", dropout: float = 0.0,
                  batchnorm: bool = False):
         super().__init__()
