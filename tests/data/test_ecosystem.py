@@ -30,6 +30,7 @@ def data_cfg(tmp_path, **data):
     return fill_defaults({"data": {"root": str(tmp_path), **data}, "model": {"name": "mlp"}})["data"]
 
 
+@pytest.mark.slow  # imports `datasets` in a CLI subprocess: ~10-25 s on the shared machine
 def test_hf_csv_file_trains_through_the_cli(tmp_path):
     pytest.importorskip("datasets")
     g = np.random.default_rng(0)
