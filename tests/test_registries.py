@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from runlab.data.base import DatasetMeta
+from runlab.data.checks import check_dataset
 from runlab.data.loader import split
 from runlab.hparams import HPARAM_SCHEDULES, build_schedule
 from runlab.losses import compute_terms, has_per_sample
@@ -55,6 +56,7 @@ def test_every_generated_dataset_loads_and_splits(name, tmp_path):
     if name == "mnist1d":
         params = {"num_samples": 200}
     raw = DATASETS.get(name).obj(root=tmp_path, **params)
+    check_dataset(name, raw)  # what the run checks before it starts
     s = split(raw, 0.1, 0.1, 0)
     n = len(raw.x) + (len(raw.x_test) if raw.x_test is not None else 0)
     assert len(s.train[0]) + len(s.val[0]) + len(s.test[0]) == n
