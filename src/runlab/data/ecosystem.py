@@ -119,8 +119,8 @@ class _PILPairs(torch.utils.data.Dataset):
 
 @DATASETS.register("torchvision")
 def torchvision_dataset(root: Path, dataset: str, download: bool = True) -> TorchData:
-    """A torchvision dataset by class name (e.g. CIFAR100, SVHN-style `train=` classes).
-    Needs runlab[vision]."""
+    """A torchvision dataset by class name, one that takes `train=` (MNIST, KMNIST,
+    FashionMNIST, CIFAR10, CIFAR100, ...). Needs runlab[vision]."""
     tv = require("torchvision.datasets", "vision", f"data.name=torchvision (dataset {dataset})")
     if not hasattr(tv, dataset):
         raise ConfigError(f"data.dataset: torchvision.datasets has no {dataset!r}")
