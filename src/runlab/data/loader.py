@@ -16,6 +16,7 @@ Three loaders, one interface (`len`, `num_samples`, `epoch(epoch, start)`):
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -195,16 +196,16 @@ class _IterBatches(torch.utils.data.IterableDataset):
                 yield (x if self.transform is None else self.transform(x, self.epoch, b)), y
 
 
-def _seed_worker(worker_id: int) -> None:
+def _seed_worker(worker_id: int, stop_signals: tuple[str, ...] = ()) -> None:
     """Seed the worker's RNGs and leave stop signals to the main process: Ctrl-C and
     SLURM's scancel signal every process of the run, and a worker that died of it would
-    fail the step the trainer is finishing before it checkpoints and shuts workers down."""
+    fail the step the trainer is finishing before it checkpoints and shuts workers down.
+    (`stop_signals` comes from the main process: importing them here would cost every
+    worker of every epoch an import.)"""
     import random
     import signal
 
-    from runlab.train.api import STOP_SIGNALS
-
-    for name in STOP_SIGNALS:
+    for name in stop_signals:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     s = torch.initial_seed() % 2**32  # set by the DataLoader from its seeded generator
@@ -239,6 +240,8 @@ class TorchLoader:
         return len(self.dataset)
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from runlab.train.api import STOP_SIGNALS
+
         if self.iterable:
             source: Any = _IterBatches(self.dataset, self.batch_size, self.drop_last, epoch, start,
                                        self.transform)
@@ -249,7 +252,8 @@ class TorchLoader:
                                     self.shuffle)
         loader = torch.utils.data.DataLoader(
             source, batch_size=None, sampler=sampler, num_workers=self.num_workers,
-            pin_memory=self.pin_memory, worker_init_fn=_seed_worker,
+            pin_memory=self.pin_memory,
+            worker_init_fn=functools.partial(_seed_worker, stop_signals=STOP_SIGNALS),
             prefetch_factor=self.prefetch_factor, persistent_workers=False,
             generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch) + start),
         )
