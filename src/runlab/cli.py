@@ -33,7 +33,7 @@ app.command("analyze")(analyze)
 app.command("report")(report)
 
 KINDS = ("models", "datasets", "losses", "optimizers", "schedulers", "hparam-schedules",
-         "diagnostics", "callbacks", "steps")
+         "diagnostics", "callbacks", "steps", "transforms")
 
 
 def _parse_seeds(text: str) -> list[int]:

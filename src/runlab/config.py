@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
         "loader": "auto",
         "num_workers": 0,
         "drop_last": False,
+        "transforms": None,  # {train: [{name: ..., **params}], eval: [...]}
+        "memory_limit_mb": 4096,  # `loader: auto` batches larger tensors through a DataLoader
+        "prefetch_factor": None,  # batches each DataLoader worker prepares ahead (torch: 2)
     },
     "model": {"name": None},
     "loss": None,
@@ -80,10 +83,12 @@ DATA_COMMON = tuple(DEFAULTS["data"])
 NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "metrics",
                    "trainer.checkpoint_every",
                    "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
-                   "trainer.device", "data.root", "data.num_workers")
-# Keys added to the config after runs were recorded without them: null = absent in the hash,
-# so older runs still resume without a config change.
-LATER_KEYS = ("optimizers", "step")
+                   "trainer.device", "data.root", "data.num_workers", "data.prefetch_factor",
+                   "data.download", "data.mirror")
+# Keys added to the config after runs were recorded without them, with their defaults: a key
+# at its default is left out of the hash, so older runs still resume without a config change.
+LATER_KEYS = {"optimizers": None, "step": None, "data.transforms": None,
+              "data.memory_limit_mb": 4096}
 PRECISIONS = ("32", "16", "bf16", "16-mixed", "bf16-mixed")
 
 
@@ -246,7 +251,7 @@ def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v for k, v in flatten(cfg).items()
         if not any(k == n or k.startswith(n + ".") for n in NON_RESULT_KEYS)
-        and not (k in LATER_KEYS and v is None)
+        and not (k in LATER_KEYS and v == LATER_KEYS[k])
     }
 
 

@@ -153,6 +153,7 @@ HPARAM_SCHEDULES = Registry("hparam schedule", _loader("runlab.hparams"))
 DIAGNOSTICS = Registry("diagnostic", _loader("runlab.diagnostics.builtins"))
 CALLBACKS = Registry("callback", _loader("runlab.train.callbacks"))
 STEPS = Registry("step", _loader("runlab.train.step"))
+TRANSFORMS = Registry("transform", _loader("runlab.data.transforms"))
 
 REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
@@ -164,4 +165,5 @@ REGISTRIES: dict[str, Registry] = {
     "diagnostics": DIAGNOSTICS,
     "callbacks": CALLBACKS,
     "steps": STEPS,
+    "transforms": TRANSFORMS,
 }

@@ -282,6 +282,28 @@ def check_list(items: Any, key: str, registry: Registry, common: tuple[str, ...]
     return problems
 
 
+def check_data_loading(data: dict[str, Any]) -> list[str]:
+    """data.transforms (built once, so a bad name or parameter is found now),
+    data.memory_limit_mb, data.prefetch_factor."""
+    from runlab.data.transforms import pipelines
+
+    problems = []
+    t = data.get("transforms")
+    if t is not None and (not isinstance(t, dict) or set(t) - {"train", "eval"}):
+        problems.append(f"data.transforms: expected a mapping with keys train and/or eval (each a "
+                        f"list of {{name: ...}}), got {t!r}")
+    else:
+        try:
+            pipelines(t, 0)
+        except ConfigError as e:
+            problems += e.problems
+    for k, optional in (("memory_limit_mb", False), ("prefetch_factor", True)):
+        v = data.get(k)
+        if (v is not None or not optional) and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            problems.append(f"data.{k}: expected a positive integer, got {v!r}")
+    return problems
+
+
 def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
     """Raise ConfigError listing every problem of a resolved config (plugins imported first)."""
     problems = load_plugins(cfg.get("plugins") or []) if load else []
@@ -295,6 +317,7 @@ def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
     data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
     if data.get("loader") not in ("auto", "memory", "dataloader"):
         problems.append(f"data.loader: got {data.get('loader')!r}. Allowed: auto, memory, dataloader")
+    problems += check_data_loading(data)
     bs = data.get("batch_size")
     if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
         problems.append(f"data.batch_size: expected a positive integer, got {bs!r}")

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
 import pickle
-import struct
 
 import numpy as np
 import pytest
 import torch
 
+from data_formats import write_idx
 from runlab.data.loader import MemoryLoader, TorchLoader, epoch_permutation
 from runlab.errors import ConfigError
 from runlab.registry import DATASETS
-
-
-def write_idx(path, array: np.ndarray, gz: bool = False) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
-        struct.pack(">I", s) for s in array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        data = gzip.compress(data)
-    path.write_bytes(data)
 
 
 @pytest.mark.parametrize("name,folder", [("mnist", "mnist"), ("fashion_mnist", "fashion_mnist"),
@@ -45,9 +34,10 @@ def test_idx_datasets_read_train_and_test(tmp_path, name, folder):
 
 def test_missing_idx_file_names_file_place_and_source(tmp_path):
     with pytest.raises(ConfigError) as e:
-        DATASETS.get("mnist").obj(root=tmp_path)
+        DATASETS.get("mnist").obj(root=tmp_path, download=False)
     msg = str(e.value)
-    assert "train-images-idx3-ubyte" in msg and str(tmp_path / "mnist") in msg and "Get it from" in msg
+    assert "train-images-idx3-ubyte" in msg and str(tmp_path / "mnist") in msg
+    assert "download: true" in msg and "https://ossci-datasets.s3.amazonaws.com/mnist/" in msg
 
 
 def test_cifar10_reads_pickle_batches(tmp_path):
@@ -58,7 +48,7 @@ def test_cifar10_reads_pickle_batches(tmp_path):
         batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
-    raw = DATASETS.get("cifar10").obj(root=tmp_path)
+    raw = DATASETS.get("cifar10").obj(root=tmp_path, download=False)
     assert raw.x.shape == (20, 3, 32, 32) and raw.x_test.shape == (4, 3, 32, 32)
     assert raw.meta.class_names[0] == "airplane"
 

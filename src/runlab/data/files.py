@@ -1,8 +1,11 @@
 """File-based datasets read from the data root: MNIST / Fashion-MNIST (IDX files),
 CIFAR-10 (the python pickle batches) and `tensors` (an .npz or .pt with x, y).
 
-Nothing is downloaded: a missing file is reported with where it was looked for and
-where to get it.
+A missing file is downloaded (checksummed, see `runlab.data.download`) unless the config
+says `download: false`; then it is reported with where it was looked for and where to get it.
+The CIFAR-10 batches are pickles: they are read with `SafeUnpickler`, which builds only the
+numpy arrays, strings, lists and dicts the real files hold and refuses anything else, so a
+crafted file in data.root can run no code.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import numpy as np
 import torch
 
 from runlab.data.base import DatasetMeta, RawData
+from runlab.data.download import RESOURCES
+from runlab.data.download import download as fetch
 from runlab.errors import ConfigError
 from runlab.registry import DATASETS
 
@@ -24,19 +29,54 @@ IDX_FILES = {
     "test_x": "t10k-images-idx3-ubyte",
     "test_y": "t10k-labels-idx1-ubyte",
 }
-SOURCES = {
-    "mnist": "https://yann.lecun.com/exdb/mnist/ (or torchvision.datasets.MNIST(root, download=True))",
-    "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist (data/fashion/*.gz)",
-    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract into the data root)",
-}
+class MissingFile(ConfigError):
+    """A dataset file is not in data.root (a download may bring it)."""
 
 
-def _missing(dataset: str, filename: str, looked: list[Path]) -> ConfigError:
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers and numpy arrays (what CIFAR batches hold): any
+    other global, such as `os.system` in a crafted `__reduce__`, is refused unimported."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays "
+                                         "and plain containers are allowed in dataset files")
+        return super().find_class(module, name)
+
+
+def safe_unpickle(path: Path) -> object:
+    """Read a dataset pickle with `SafeUnpickler`; a refused or broken file is a ConfigError."""
+    try:
+        with open(path, "rb") as f:
+            return SafeUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{path} is not a valid dataset pickle: {e}") from None
+
+
+def _missing(dataset: str, filename: str, looked: list[Path]) -> MissingFile:
     where = ", ".join(str(p) for p in looked)
-    return ConfigError(
+    res = RESOURCES[dataset]
+    urls = ", ".join(u for n in res.files for u in res.urls(n, None))
+    return MissingFile(
         f"data file missing for dataset '{dataset}' (data.root): {filename} "
-        f"(looked for {where}, also with .gz). Get it from {SOURCES[dataset]}"
+        f"(looked for {where}, also with .gz). Set download: true in data to fetch it, "
+        f"or get it from {urls}"
     )
+
+
+def _with_download(dataset: str, root: Path, download: bool, mirror: str | None, read):
+    """`read()`, downloading the dataset's files first when one is missing and `download`."""
+    try:
+        return read()
+    except MissingFile:
+        if not download:
+            raise
+    fetch(dataset, root, mirror)
+    return read()
 
 
 def _find(dataset: str, root: Path, dirs: list[str], filename: str) -> Path:
@@ -64,9 +104,11 @@ def read_idx(path: Path) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def _idx_dataset(name: str, root: Path, dirs: list[str], classes: tuple[str, ...]) -> RawData:
+def _idx_dataset(name: str, root: Path, dirs: list[str], classes: tuple[str, ...],
+                 download: bool, mirror: str | None) -> RawData:
     root = Path(root)
-    arrays = {k: read_idx(_find(name, root, dirs, f)) for k, f in IDX_FILES.items()}
+    arrays = _with_download(name, root, download, mirror, lambda: {
+        k: read_idx(_find(name, root, dirs, f)) for k, f in IDX_FILES.items()})
 
     def images(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)  # (N, 1, H, W)
@@ -78,30 +120,42 @@ def _idx_dataset(name: str, root: Path, dirs: list[str], classes: tuple[str, ...
 
 
 @DATASETS.register("mnist")
-def mnist(root: Path) -> RawData:
-    """MNIST handwritten digits from IDX files in <root>/mnist/ (or <root>/MNIST/raw/)."""
-    return _idx_dataset("mnist", root, ["mnist", "MNIST/raw", "."], tuple(str(i) for i in range(10)))
+def mnist(root: Path, download: bool = True, mirror: str | None = None) -> RawData:
+    """MNIST handwritten digits from IDX files in <root>/mnist/ (or <root>/MNIST/raw/),
+    downloaded (checksummed) when missing."""
+    return _idx_dataset("mnist", root, ["mnist", "MNIST/raw", "."], tuple(str(i) for i in range(10)),
+                        download, mirror)
 
 
 @DATASETS.register("fashion_mnist")
-def fashion_mnist(root: Path) -> RawData:
-    """Fashion-MNIST from IDX files in <root>/fashion_mnist/ (or <root>/FashionMNIST/raw/)."""
+def fashion_mnist(root: Path, download: bool = True, mirror: str | None = None) -> RawData:
+    """Fashion-MNIST from IDX files in <root>/fashion_mnist/ (or <root>/FashionMNIST/raw/),
+    downloaded (checksummed) when missing."""
     classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                "Sneaker", "Bag", "Ankle boot")
-    return _idx_dataset("fashion_mnist", root, ["fashion_mnist", "FashionMNIST/raw"], classes)
+    return _idx_dataset("fashion_mnist", root, ["fashion_mnist", "FashionMNIST/raw"], classes,
+                        download, mirror)
 
 
 @DATASETS.register("cifar10")
-def cifar10(root: Path) -> RawData:
-    """CIFAR-10 from the python pickle batches in <root>/cifar-10-batches-py/."""
+def cifar10(root: Path, download: bool = True, mirror: str | None = None) -> RawData:
+    """CIFAR-10 from the python pickle batches in <root>/cifar-10-batches-py/, downloaded
+    (checksummed) when missing; read with a safe unpickler."""
     folder = Path(root) / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+    def present() -> None:
+        for name in names:
+            if not (folder / name).is_file():
+                raise _missing("cifar10", name, [folder / name])
+
+    _with_download("cifar10", Path(root), download, mirror, present)
 
     def load(name: str) -> tuple[np.ndarray, np.ndarray]:
         path = folder / name
-        if not path.is_file():
-            raise _missing("cifar10", name, [path])
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="latin1")  # noqa: S301 - the dataset's own format
+        d = safe_unpickle(path)
+        if not isinstance(d, dict) or "data" not in d or "labels" not in d:
+            raise ConfigError(f"{path} is not a CIFAR-10 batch (a dict with data and labels)")
         return np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(d["labels"])
 
     parts = [load(f"data_batch_{i}") for i in range(1, 6)]

@@ -1,19 +1,32 @@
 """The data path: seeded splits, and batches by index slicing or through a DataLoader.
 
 Every epoch's order is a permutation drawn from its own generator seeded with
-`epoch_seed(seed, epoch)`, so any epoch (and any batch inside it) can be replayed
-without stored sampler state: this is what makes resume exact.
+`epoch_seed(seed, epoch)`, and every batch's augmentation from `batch_seed(seed, epoch,
+batch)`, so any epoch (and any batch inside it) can be replayed without stored sampler
+state, whatever the number of workers: this is what makes resume exact.
+
+Three loaders, one interface (`len`, `num_samples`, `epoch(epoch, start)`):
+- `MemoryLoader`: tensors on the device, batches by index slicing, transforms on the device;
+- `TorchLoader`: a map-style dataset through a DataLoader whose sampler hands each worker a
+  whole batch (epoch, batch index, sample indices): the worker reads, collates and
+  transforms it, so a batch's content never depends on which worker built it;
+- `IterableLoader`: an iterable dataset; worker k builds the batches b with
+  (b - start) % workers == k, and the DataLoader's round-robin returns them in order.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from runlab.data.base import RawData, Splits
+from runlab.data.base import Part, RawData, Splits, TorchData, is_tensors
+from runlab.errors import ConfigError
+from runlab.signals import ignore_stop_signals
 
 MEMORY_LIMIT_BYTES = 4 << 30  # larger datasets go through a DataLoader under `loader: auto`
 
@@ -41,24 +54,44 @@ def batch_bounds(n: int, batch_size: int, drop_last: bool, rank: int = 0,
     return bounds
 
 
-def split(raw: RawData, val_fraction: float, test_fraction: float, split_seed: int) -> Splits:
-    """Seeded train/val/test split. A dataset's own test split is kept as is."""
-    n = len(raw.x)
+def split(raw: RawData | TorchData, val_fraction: float, test_fraction: float,
+          split_seed: int) -> Splits:
+    """Seeded train/val/test split. A dataset's own test (and val) split is kept as is; an
+    iterable dataset cannot be split (see `_unsplit`)."""
+    if isinstance(raw, TorchData) and isinstance(raw.train, torch.utils.data.IterableDataset):
+        return _unsplit(raw, val_fraction, test_fraction)
+    if isinstance(raw, TorchData):
+        n, val, test = len(raw.train), raw.val, raw.test
+
+        def take(idx: torch.Tensor) -> Part:
+            return torch.utils.data.Subset(raw.train, idx.tolist())
+    else:
+        n, val = len(raw.x), None
+        test = (raw.x_test, raw.y_test) if raw.x_test is not None else None
+
+        def take(idx: torch.Tensor) -> Part:
+            return raw.x[idx], raw.y[idx]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
-    test = None
-    if raw.x_test is not None:
-        test = (raw.x_test, raw.y_test)
-    elif test_fraction > 0:
+    if test is None and test_fraction > 0:
         n_test = max(1, int(round(n * test_fraction)))
-        idx, perm = perm[:n_test], perm[n_test:]
-        test = (raw.x[idx], raw.y[idx])
-    val = None
-    if val_fraction > 0:
+        test, perm = take(perm[:n_test]), perm[n_test:]
+    if val is None and val_fraction > 0:
         n_val = max(1, int(round(n * val_fraction)))
-        idx, perm = perm[:n_val], perm[n_val:]
-        val = (raw.x[idx], raw.y[idx])
-    train_idx = perm.sort().values  # keep the dataset's own order inside the train split
-    return Splits(raw.meta, (raw.x[train_idx], raw.y[train_idx]), val, test)
+        val, perm = take(perm[:n_val]), perm[n_val:]
+    if isinstance(raw, TorchData) and len(perm) == n:
+        return Splits(raw.meta, raw.train, val, test)  # nothing carved out: no Subset
+    return Splits(raw.meta, take(perm.sort().values), val, test)  # the dataset's own order
+
+
+def _unsplit(raw: TorchData, val_fraction: float, test_fraction: float) -> Splits:
+    """An iterable dataset's splits as returned; a fraction > 0 without the split is exit 2."""
+    for key, frac, given in (("val_fraction", val_fraction, raw.val),
+                             ("test_fraction", test_fraction, raw.test)):
+        if frac > 0 and given is None:
+            raise ConfigError(
+                f"data.{key}: got {frac}, but dataset '{raw.meta.name}' is an iterable "
+                f"dataset, which cannot be split. Set data.{key}=0 or return the split in TorchData")
+    return Splits(raw.meta, raw.train, raw.val, raw.test)
 
 
 class MemoryLoader:
@@ -67,11 +100,12 @@ class MemoryLoader:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
                  drop_last: bool = False, seed: int = 0, device: torch.device | None = None,
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), transform: Any = None):
         self.x = x.to(device) if device is not None else x
         self.y = y.to(device) if device is not None else y
         self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
         self.bounds = batch_bounds(len(x), batch_size, drop_last, *shard)
+        self.transform = transform or None  # a transforms.Pipeline, run on the device
 
     def __len__(self) -> int:
         return len(self.bounds)
@@ -83,31 +117,84 @@ class MemoryLoader:
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of epoch `epoch`, skipping the first `start` (resume mid-epoch); a shard
         left empty by a batch smaller than the number of processes is skipped."""
-        bounds = [b for b in self.bounds[start:] if b[0] < b[1]]
-        if not self.shuffle:
-            for lo, hi in bounds:
-                yield self.x[lo:hi], self.y[lo:hi]
-            return
-        perm = epoch_permutation(len(self.x), self.seed, epoch).to(self.x.device)
-        for lo, hi in bounds:
-            idx = perm[lo:hi]
-            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+        perm = epoch_permutation(len(self.x), self.seed, epoch).to(self.x.device) if self.shuffle else None
+        for b in range(start, len(self.bounds)):
+            lo, hi = self.bounds[b]
+            if lo >= hi:
+                continue
+            if perm is None:
+                x, y = self.x[lo:hi], self.y[lo:hi]
+            else:
+                idx = perm[lo:hi]
+                x, y = self.x.index_select(0, idx), self.y.index_select(0, idx)
+            yield (x if self.transform is None else self.transform(x, epoch, b)), y
 
 
 class _EpochBatches(torch.utils.data.Sampler):
-    """Batch sampler replaying an epoch's permutation from batch `start`."""
+    """Yields one key per batch of an epoch from batch `start`: (epoch, batch index, the
+    sample indices of its permutation slice)."""
 
     def __init__(self, n: int, bounds: list[tuple[int, int]], seed: int, epoch: int, start: int,
                  shuffle: bool):
-        self.bounds = [b for b in bounds[start:] if b[0] < b[1]]
+        self.keys = [(b, lo, hi) for b, (lo, hi) in enumerate(bounds) if b >= start and lo < hi]
         self.order = epoch_permutation(n, seed, epoch) if shuffle else torch.arange(n)
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.bounds)
+        return len(self.keys)
 
-    def __iter__(self) -> Iterator[list[int]]:
-        for lo, hi in self.bounds:
-            yield self.order[lo:hi].tolist()
+    def __iter__(self) -> Iterator[tuple[int, int, list[int]]]:
+        for b, lo, hi in self.keys:
+            yield self.epoch, b, self.order[lo:hi].tolist()
+
+
+def _collate(samples: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = torch.utils.data.default_collate([tuple(s) for s in samples])
+    return x.float() if not torch.is_floating_point(x) else x, y
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Maps a batch key to the finished batch: read, collate, transform (in the worker)."""
+
+    def __init__(self, dataset: Any, transform: Any):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int, list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, b, idx = key
+        if isinstance(self.dataset, torch.utils.data.TensorDataset):
+            x, y = (t[idx] for t in self.dataset.tensors)  # one gather, no per-sample Python
+        elif hasattr(self.dataset, "__getitems__"):
+            x, y = _collate(self.dataset.__getitems__(idx))
+        else:
+            x, y = _collate([self.dataset[i] for i in idx])
+        return (x if self.transform is None else self.transform(x, epoch, b)), y
+
+
+class _IterBatches(torch.utils.data.IterableDataset):
+    """Batches of an iterable dataset from batch `start`; with workers, worker k builds the
+    batches b with (b - start) % workers == k (each worker reads the whole stream)."""
+
+    def __init__(self, dataset: Any, batch_size: int, drop_last: bool, epoch: int, start: int,
+                 transform: Any):
+        self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+        self.epoch, self.start, self.transform = epoch, start, transform
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        k, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        it = iter(self.dataset)
+        for b in itertools.count():
+            samples = list(itertools.islice(it, self.batch_size))
+            if not samples or (self.drop_last and len(samples) < self.batch_size):
+                return
+            if b >= self.start and (b - self.start) % workers == k:
+                x, y = _collate(samples)
+                yield (x if self.transform is None else self.transform(x, self.epoch, b)), y
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -116,8 +203,6 @@ def _seed_worker(worker_id: int) -> None:
     fail the step the trainer is finishing before it checkpoints and shuts workers down."""
     import random
 
-    from runlab.signals import ignore_stop_signals
-
     ignore_stop_signals()
     s = torch.initial_seed() % 2**32  # set by the DataLoader from its seeded generator
     np.random.seed(s)
@@ -125,15 +210,22 @@ def _seed_worker(worker_id: int) -> None:
 
 
 class TorchLoader:
-    """A `torch.utils.data.DataLoader` over any map-style dataset, with seeded order
-    and seeded workers, rebuilt each epoch so a resumed epoch replays exactly."""
+    """A `torch.utils.data.DataLoader` over a map-style or iterable dataset, with seeded
+    order, seeded per-batch transforms and seeded workers, rebuilt each epoch so a resumed
+    epoch replays exactly (see the module docstring)."""
 
     def __init__(self, dataset: Any, batch_size: int, *, shuffle: bool, drop_last: bool = False,
                  seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
-                 device: torch.device | None = None, shard: tuple[int, int] = (0, 1)):
+                 device: torch.device | None = None, shard: tuple[int, int] = (0, 1),
+                 transform: Any = None, prefetch_factor: int | None = None):
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.drop_last, self.seed, self.num_workers = drop_last, seed, num_workers
-        self.pin_memory, self.device = pin_memory, device
+        self.pin_memory, self.device, self.transform = pin_memory, device, transform or None
+        self.prefetch_factor = prefetch_factor if num_workers else None
+        self.iterable = isinstance(dataset, torch.utils.data.IterableDataset)
+        if self.iterable and shard != (0, 1):
+            raise ConfigError("data: an iterable dataset cannot be sharded over processes; "
+                              "return a map-style dataset for distributed training")
         self.bounds = batch_bounds(len(dataset), batch_size, drop_last, *shard)
 
     def __len__(self) -> int:
@@ -144,10 +236,20 @@ class TorchLoader:
         return len(self.dataset)
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        sampler = _EpochBatches(len(self.dataset), self.bounds, self.seed, epoch, start, self.shuffle)
+
+        if self.iterable:
+            source: Any = _IterBatches(self.dataset, self.batch_size, self.drop_last, epoch, start,
+                                       self.transform)
+            sampler = None
+        else:
+            source = _Batches(self.dataset, self.transform)
+            sampler = _EpochBatches(len(self.dataset), self.bounds, self.seed, epoch, start,
+                                    self.shuffle)
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=sampler, num_workers=self.num_workers,
-            pin_memory=self.pin_memory, worker_init_fn=_seed_worker,
+            source, batch_size=None, sampler=sampler, num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            worker_init_fn=_seed_worker,
+            prefetch_factor=self.prefetch_factor, persistent_workers=False,
             generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch) + start),
         )
         nb = self.device is not None and self.device.type == "cuda"
@@ -157,21 +259,29 @@ class TorchLoader:
             yield xb, yb
 
 
-def make_loader(data: tuple[torch.Tensor, torch.Tensor] | Any, batch_size: int, *, kind: str,
-                shuffle: bool, seed: int, device: torch.device, drop_last: bool = False,
-                num_workers: int = 0, shard: tuple[int, int] = (0, 1)) -> MemoryLoader | TorchLoader:
-    """`kind`: memory | dataloader | auto (memory when tensors fit under MEMORY_LIMIT_BYTES).
-    `shard=(rank, world)`: this process's part of every batch (data-parallel training)."""
-    is_tensors = isinstance(data, tuple) and all(isinstance(t, torch.Tensor) for t in data)
+def tensor_bytes(data: Part) -> int:
+    return sum(t.numel() * t.element_size() for t in data) if is_tensors(data) else 0
+
+
+def make_loader(data: Part, batch_size: int, *, kind: str, shuffle: bool, seed: int,
+                device: torch.device, drop_last: bool = False, num_workers: int = 0,
+                shard: tuple[int, int] = (0, 1), transform: Any = None,
+                memory_limit: int = MEMORY_LIMIT_BYTES,
+                prefetch_factor: int | None = None) -> MemoryLoader | TorchLoader:
+    """`kind`: memory | dataloader | auto (memory when tensors fit under `memory_limit`
+    bytes; torch datasets always take the DataLoader). `shard=(rank, world)`: this
+    process's part of every batch (data-parallel training). `transform`: a
+    `transforms.Pipeline`, run per batch on the device (memory) or in the workers."""
+    tensors = is_tensors(data)
     if kind == "auto":
-        fits = is_tensors and sum(t.numel() * t.element_size() for t in data) < MEMORY_LIMIT_BYTES
-        kind = "memory" if fits else "dataloader"
+        kind = "memory" if tensors and tensor_bytes(data) < memory_limit else "dataloader"
     if kind == "memory":
-        if not is_tensors:
-            raise ValueError("data.loader=memory needs a dataset of tensors")
+        if not tensors:
+            raise ConfigError("data.loader: got 'memory', but this dataset returns a torch Dataset "
+                              "(TorchData), not tensors. Use auto or dataloader")
         return MemoryLoader(*data, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                            device=device, shard=shard)
-    dataset = torch.utils.data.TensorDataset(*data) if is_tensors else data
+                            device=device, shard=shard, transform=transform)
+    dataset = torch.utils.data.TensorDataset(*data) if tensors else data
     return TorchLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
                        num_workers=num_workers, pin_memory=device.type == "cuda", device=device,
-                       shard=shard)
+                       shard=shard, transform=transform, prefetch_factor=prefetch_factor)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runlab.data.base import DatasetMeta, RawData
+from runlab.data.base import DatasetMeta, RawData, TorchData
 from runlab.registry import DATASETS
 
 
@@ -110,3 +110,50 @@ def _generate_mnist1d(num_samples: int, seed: int, shuffle_seq: bool) -> dict[st
         np.random.set_state(np_state)
         random.setstate(py_state)
     return {k: np.asarray(d[k]) for k in ("x", "y", "x_test", "y_test")}
+
+
+class GeneratedImages(torch.utils.data.Dataset):
+    """Sample i: the prototype of class i % num_classes plus noise drawn from a generator
+    seeded by (random_state, i), so any sample can be made alone, in any process."""
+
+    def __init__(self, n_samples: int, shape: tuple[int, ...], num_classes: int, noise: float,
+                 random_state: int, offset: int = 0):
+        g = torch.Generator().manual_seed(random_state)
+        self.prototypes = torch.rand((num_classes, *shape), generator=g)  # (K, C, H, W) in [0, 1)
+        self.n, self.noise, self.random_state, self.offset = n_samples, noise, random_state, offset
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        j = self.offset + i
+        g = torch.Generator().manual_seed(self.random_state * 1_000_003 + j + 1)
+        label = j % len(self.prototypes)
+        proto = self.prototypes[label]
+        return proto + self.noise * torch.randn(proto.shape, generator=g), label
+
+
+@DATASETS.register("synthetic_images")
+def synthetic_images(root: Path, n_samples: int = 5000, n_test: int = 1000,
+                     shape: list[int] = (3, 32, 32), num_classes: int = 10, noise: float = 0.5,
+                     random_state: int = 0, lazy: bool = False) -> RawData | TorchData:
+    """CIFAR-10-shaped images made from seeded noise around one pattern per class; `lazy`
+    makes each sample on request (a map-style Dataset, never all in memory; its noise is
+    drawn per sample, so its numbers differ from the eager tensors)."""
+    shape = tuple(shape)
+    train = GeneratedImages(n_samples, shape, num_classes, noise, random_state)
+    test = GeneratedImages(n_test, shape, num_classes, noise, random_state, offset=n_samples)
+    meta = DatasetMeta("synthetic_images", shape, num_classes)
+    if lazy:
+        return TorchData(train, meta, test=test if n_test else None)
+
+    def stacked(ds: GeneratedImages) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(random_state * 1_000_003 + ds.offset)
+        y = (torch.arange(len(ds)) + ds.offset) % num_classes
+        return ds.prototypes[y] + noise * torch.randn((len(ds), *shape), generator=g), y
+
+    x, y = stacked(train)
+    xt, yt = stacked(test) if n_test else (None, None)
+    return RawData(x, y, meta, xt, yt)

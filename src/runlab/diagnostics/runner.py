@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
+from runlab.data.base import num_samples, take
 from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult, Drawing
 from runlab.errors import ConfigError
 from runlab.registry import DIAGNOSTICS
@@ -226,12 +227,13 @@ class DiagnosticsCallback(Callback):
         data = state.val_data if state.val_data is not None else state.train_data
         if data is None:
             raise RuntimeError("diagnostics need state.val_data or state.train_data")
-        x, y = data
-        n = min(len(x), max([s.diagnostic.n for s in self.slots] + [1]))
+        total = num_samples(data)
+        n = min(total, max([s.diagnostic.n for s in self.slots] + [1]))
         # a local generator: the same batch for every run with this seed, global RNG untouched
-        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))[:n]
-        self.x = x[idx.to(x.device)].to(state.device)
-        self.y = y[idx.to(y.device)].to(state.device) if y is not None else None
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed))[:n]
+        x, y = take(data, idx)
+        self.x = x.to(state.device)
+        self.y = y.to(state.device) if y is not None else None
         if state.optimizer is not None and any(s.diagnostic.needs_grads for s in self.slots):
             # The Trainer zeroes grads (set_to_none) right after the step, before the
             # callbacks see them: keep references to them as the step finishes.

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from runlab.data.base import num_samples
 from runlab.data.loader import batch_bounds
 from runlab.distributed.context import Context, StepAgreement
 from runlab.errors import ConfigError
@@ -94,7 +95,10 @@ def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
     evaluation split, the step must be the default one, and monitor only what every process
     sees (no diagnostic scalars); raises ConfigError (before any training) when not."""
     d, problems = cfg["data"], []
-    n = len(splits.train[0])
+    if isinstance(splits.train, torch.utils.data.IterableDataset):
+        raise ConfigError(f"data: dataset '{splits.meta.name}' is an iterable dataset, which cannot "
+                          "be sharded over processes; return a map-style dataset for --nproc > 1")
+    n = num_samples(splits.train)
     last = batch_bounds(n, d["batch_size"], d["drop_last"])[-1:]
     if last and last[0][1] - last[0][0] < world:
         size = last[0][1] - last[0][0]
@@ -102,8 +106,8 @@ def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
                         f"samples holds {size}, fewer than the {world} processes. Set "
                         f"data.drop_last=true or pick a batch size that leaves at least {world}")
     for name, data in (("val", splits.val), ("test", splits.test)):
-        if data is not None and len(data[0]) < world:
-            problems.append(f"data: the {name} split holds {len(data[0])} samples, fewer than the "
+        if data is not None and num_samples(data) < world:
+            problems.append(f"data: the {name} split holds {num_samples(data)} samples, fewer than the "
                             f"{world} processes")
     from runlab.registry import MODELS
 
@@ -138,7 +142,7 @@ class DistributedTrainer(Trainer):
         self.ctx = ctx
         super().__init__(cfg, splits, model, *args, shard=(ctx.rank, ctx.world), **kwargs)
         d = cfg["data"]
-        weights = shard_weights(len(splits.train[0]), d["batch_size"], d["drop_last"], ctx.rank, ctx.world)
+        weights = shard_weights(num_samples(splits.train), d["batch_size"], d["drop_last"], ctx.rank, ctx.world)
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         self.ddp = DistributedDataParallel(model, device_ids=ids)
         self.forward = torch.compile(self.ddp) if cfg["trainer"]["compile"] else self.ddp

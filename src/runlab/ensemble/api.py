@@ -43,6 +43,9 @@ def refusals(cfg: dict[str, Any]) -> list[str]:
                    "all seeds at once; use 32 or bf16")
     if t["compile"]:
         out.append("trainer.compile: true is not supported for vectorised seeds")
+    if cfg["data"].get("transforms"):
+        out.append("data.transforms: augmentation is not supported for vectorised seeds (they "
+                   "draw their batches from in-memory tensors directly)")
     return out
 
 
@@ -220,9 +223,14 @@ def _sequential(cfgs: list[dict[str, Any]], runs_dir: Path, dirs: list[Path | No
 
 def _train_group(group: list[tuple], runs_dir: Path, extra: dict[str, Any], chunk: int | None) -> int:
     """Members at one point of training, in chunks that fit the device."""
+    from runlab.data.base import is_tensors
     from runlab.train.api import prepare
 
     first = prepare(group[0][0])
+    if not is_tensors(first.splits.train):
+        raise ConfigError(f"data: dataset '{first.splits.meta.name}' returns a torch Dataset "
+                          "(TorchData); vectorised seeds need in-memory tensors. Pass "
+                          "--no-vectorize to train the seeds one after another")
     size = chunk or auto_chunk(first, len(group))
     codes = []
     for start in range(0, len(group), size):

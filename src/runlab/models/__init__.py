@@ -5,4 +5,4 @@ dataset, sizes from the config. See docs/INTERNALS.md for the optional methods
 (`encode`, `decode`, `features`, `sample`) that diagnostics use.
 """
 
-from runlab.models import autoencoders, classifiers  # noqa: F401  (registers the built-ins)
+from runlab.models import autoencoders, classifiers, ecosystem, recurrent, resnet  # noqa: F401  (registers the built-ins)

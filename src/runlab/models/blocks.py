@@ -39,16 +39,19 @@ def conv_cls(ndim: int, transpose: bool = False) -> type[nn.Module]:
 class ConvEncoder(nn.Module):
     """Stride-2 convolutions; records the feature-map shapes for a mirrored decoder."""
 
-    def __init__(self, input_shape: tuple[int, ...], channels: list[int], kernel_size: int = 3,
-                 act: str = "relu", batchnorm: bool = False):
+    def __init__(self, input_shape: tuple[int, ...], channels: list[int],
+                 kernel_size: int | list[int] = 3, act: str = "relu", batchnorm: bool = False):
         super().__init__()
         ndim = len(input_shape) - 1
         conv = conv_cls(ndim)
         bn = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[ndim]
+        kernels = list(kernel_size) if isinstance(kernel_size, (list, tuple)) else [kernel_size] * len(channels)
+        if len(kernels) != len(channels):
+            raise ValueError(f"kernel_size: got {len(kernels)} sizes for {len(channels)} conv layers")
         layers: list[nn.Module] = []
         c_in = input_shape[0]
-        for c in channels:
-            layers.append(conv(c_in, c, kernel_size, stride=2, padding=kernel_size // 2))
+        for c, k in zip(channels, kernels):
+            layers.append(conv(c_in, c, k, stride=2, padding=k // 2))
             if batchnorm:
                 layers.append(bn(c))
             layers.append(activation(act))

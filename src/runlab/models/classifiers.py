@@ -63,9 +63,10 @@ class MLP(_Head):
 
 @MODELS.register("cnn")
 class CNN(_Head):
-    """Stride-2 convolutions (1-D for signals, 2-D for images), then an MLP head."""
+    """Stride-2 convolutions (1-D for signals, 2-D for images; `kernel_size` one for all or
+    one per layer), then an MLP head (`hidden` units; 0: a linear head on the conv features)."""
 
-    def __init__(self, meta: DatasetMeta, channels: list[int] = (32, 64), kernel_size: int = 5,
+    def __init__(self, meta: DatasetMeta, channels: list[int] = (32, 64), kernel_size: int | list[int] = 5,
                  hidden: int = 128, activation: str = "relu", dropout: float = 0.0,
                  batchnorm: bool = False):
         super().__init__()
@@ -76,5 +77,8 @@ class CNN(_Head):
                 f"{meta.input_shape}. Use model.name=mlp for flat inputs"
             )
         enc = ConvEncoder(meta.input_shape, list(channels), kernel_size, activation, batchnorm)
-        self.body = nn.Sequential(enc, mlp([enc.out_dim, hidden], activation, dropout, final_act=True))
-        self.head = nn.Linear(hidden, _out_dim(meta))
+        if hidden:
+            self.body = nn.Sequential(enc, mlp([enc.out_dim, hidden], activation, dropout, final_act=True))
+        else:  # hidden: 0 puts the linear head right on the conv features (the MNIST-1D paper's CNN)
+            self.body = enc
+        self.head = nn.Linear(hidden or enc.out_dim, _out_dim(meta))

@@ -51,6 +51,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     `splits`: the data already built from this `cfg["data"]` (an ensemble's seeds share it)."""
     import torch
 
+    from runlab.data.base import num_samples
     from runlab.metric_rules import MetricRules
     from runlab.optim import build_optimizers
     from runlab.registry import CALLBACKS
@@ -71,7 +72,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
         problems = validate_diagnostics(cfg["diagnostics"], built.model, splits.meta)
         if problems:
             raise ConfigError(problems)
-    n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
+    n_batches = -(-num_samples(splits.train) // cfg["data"]["batch_size"])
     steps = max(1, n_batches // cfg["trainer"]["accumulate"])
     optimizers = build_optimizers(cfg, built.model, cfg["trainer"]["max_epochs"], steps,
                                   MetricRules.from_config(cfg))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from runlab.config import DATA_COMMON
-from runlab.data.base import DatasetMeta, RawData, Splits
+from runlab.data.base import DatasetMeta, Splits
 from runlab.errors import ConfigError
 from runlab.hparams import ScheduledParam, split_schedules
 from runlab.losses import ModelLoss, default_loss_name
@@ -35,6 +35,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_splits(data_cfg: dict[str, Any]) -> Splits:
+    from runlab.data.checks import check_dataset
     from runlab.data.loader import split
 
     params = {k: v for k, v in data_cfg.items() if k not in DATA_COMMON}
@@ -43,8 +44,7 @@ def build_splits(data_cfg: dict[str, Any]) -> Splits:
         raw = entry.obj(root=Path(data_cfg["root"]), **params)
     except (FileNotFoundError, ValueError, TypeError) as e:
         raise ConfigError(f"data: building dataset '{entry.name}' failed: {e}") from None
-    if not isinstance(raw, RawData):
-        raise ConfigError(f"data: dataset '{entry.name}' must return runlab.data.RawData, got {type(raw).__name__}")
+    check_dataset(entry.name, raw)  # shapes, dtypes, lengths, labels: exit 2 before a run folder
     return split(raw, data_cfg["val_fraction"], data_cfg["test_fraction"], data_cfg["split_seed"])
 
 

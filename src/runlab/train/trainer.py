@@ -22,6 +22,7 @@ from torch import nn
 from runlab.config import config_hash
 from runlab.data.base import Splits
 from runlab.data.loader import make_loader
+from runlab.data.transforms import pipelines
 from runlab.hparams import ScheduledParam, apply_schedules
 from runlab.logging.base import Writer
 from runlab.losses import compute_terms
@@ -79,12 +80,14 @@ class Trainer:
         self.classification = splits.meta.task == "classification"
         seed = cfg["seed"]
         common = dict(kind=d["loader"], seed=seed, device=device, num_workers=d["num_workers"],
-                      shard=shard)
+                      shard=shard, memory_limit=d["memory_limit_mb"] << 20,
+                      prefetch_factor=d["prefetch_factor"])
+        train_tf, eval_tf = pipelines(d["transforms"], seed)
         eval_bs = d["eval_batch_size"] or max(d["batch_size"], 512)
         self.train_loader = make_loader(splits.train, d["batch_size"], shuffle=True,
-                                        drop_last=d["drop_last"], **common)
+                                        drop_last=d["drop_last"], transform=train_tf, **common)
         self.eval_loaders = {
-            name: make_loader(data, eval_bs, shuffle=False, **common)
+            name: make_loader(data, eval_bs, shuffle=False, transform=eval_tf, **common)
             for name, data in (("val", splits.val), ("test", splits.test)) if data is not None
         }
         self.state = TrainState(cfg, run_dir, splits.meta, model, self.optimizer, device, writer,

@@ -1,0 +1,137 @@
+"""Datasets from the ecosystem (optional extras, imported only when a config names them):
+Hugging Face `datasets` (`data: {name: hf, path: ..., split: ...}`) and torchvision
+datasets by class name (`data: {name: torchvision, dataset: CIFAR100}`).
+
+Both return `TorchData` over a map-style dataset that converts one record at a time
+(images HWC -> CHW float in [0, 1]), so Arrow-backed or file-backed data stays on disk.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from runlab.data.base import DatasetMeta, TorchData
+from runlab.errors import ConfigError
+from runlab.registry import DATASETS
+
+FILE_BUILDERS = {".csv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
+
+
+def require(module: str, extra: str, what: str) -> Any:
+    """Import an optional dependency, or exit 2 saying which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - ImportError, or a wheel built for another torch
+        raise ConfigError(f"{what} needs the optional package '{module.split('.')[0]}', which does not "
+                          f"import here ({type(e).__name__}: {e}). Install it with: "
+                          f"pip install 'runlab[{extra}]'") from None
+
+
+def to_tensor(value: Any) -> torch.Tensor:
+    """A record's input as float: images (PIL or HxWxC uint8) -> (C, H, W) in [0, 1]."""
+    arr = np.asarray(value)
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1) if arr.ndim == 3 else arr
+    return torch.as_tensor(np.ascontiguousarray(arr), dtype=torch.float32)
+
+
+class Records(torch.utils.data.Dataset):
+    """(x, y) samples from an indexable of records: x from `x_keys` (one column as is, several
+    stacked into a feature vector), y from `label_key` (int: class; float: regression)."""
+
+    def __init__(self, records: Any, x_keys: list[str], label_key: str, regression: bool):
+        self.records, self.x_keys, self.label_key = records, x_keys, label_key
+        self.regression = regression
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
+        r = self.records[int(i)]
+        x = to_tensor(r[self.x_keys[0]]) if len(self.x_keys) == 1 else torch.tensor(
+            [float(r[k]) for k in self.x_keys])
+        y = r[self.label_key]
+        return x, torch.tensor([float(y)]) if self.regression else int(y)
+
+
+def _load_hf(path: str, split: str, root: Path) -> Any:
+    ds = require("datasets", "hf", "data.name=hf")
+    local = (root / path).expanduser()
+    try:
+        if local.is_dir():
+            loaded = ds.load_from_disk(str(local))
+            return loaded[split] if isinstance(loaded, ds.DatasetDict) else loaded
+        if local.suffix in FILE_BUILDERS and local.is_file():
+            return ds.load_dataset(FILE_BUILDERS[local.suffix], data_files={split: str(local)},
+                                   split=split, cache_dir=str(root / "hf"))
+        return ds.load_dataset(path, split=split, cache_dir=str(root / "hf"))
+    except (FileNotFoundError, KeyError, ValueError, ConnectionError, OSError) as e:
+        raise ConfigError(f"data: loading Hugging Face dataset {path!r} (split {split!r}) failed: "
+                          f"{type(e).__name__}: {e}") from None
+
+
+@DATASETS.register("hf")
+def hf(root: Path, path: str, split: str = "train", test_split: str | None = None,
+       x_key: str | list[str] = "image", label_key: str = "label",
+       task: str = "classification", num_classes: int | None = None) -> TorchData:
+    """A Hugging Face dataset (hub name, folder saved with save_to_disk, or a .csv/.parquet/
+    .json file under data.root); `x_key` names the input column(s). Needs runlab[hf]."""
+    root = Path(root)
+    train = _load_hf(path, split, root)
+    x_keys = [x_key] if isinstance(x_key, str) else list(x_key)
+    missing = [k for k in [*x_keys, label_key] if k not in train.column_names]
+    if missing:
+        raise ConfigError(f"data: Hugging Face dataset {path!r} has no column(s) {missing} "
+                          f"(x_key / label_key). Columns: {', '.join(train.column_names)}")
+    regression = task != "classification"
+    if not regression and num_classes is None:
+        feature = train.features[label_key]
+        names = getattr(feature, "names", None)
+        num_classes = len(names) if names else int(max(train[label_key])) + 1
+    wrap = Records(train, x_keys, label_key, regression)
+    test = Records(_load_hf(path, test_split, root), x_keys, label_key, regression) if test_split else None
+    x0 = wrap[0][0]
+    names = getattr(train.features[label_key], "names", None) or ()
+    meta = DatasetMeta(f"hf:{path}", tuple(x0.shape), None if regression else num_classes, task,
+                       (1,) if regression else (), tuple(names))
+    return TorchData(wrap, meta, test=test)
+
+
+class _PILPairs(torch.utils.data.Dataset):
+    """A torchvision dataset's (PIL image, int) samples as (tensor, int)."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.inner[int(i)]
+        return to_tensor(x), int(y)
+
+
+@DATASETS.register("torchvision")
+def torchvision_dataset(root: Path, dataset: str, download: bool = True) -> TorchData:
+    """A torchvision dataset by class name, one that takes `train=` (MNIST, KMNIST,
+    FashionMNIST, CIFAR10, CIFAR100, ...). Needs runlab[vision]."""
+    tv = require("torchvision.datasets", "vision", f"data.name=torchvision (dataset {dataset})")
+    if not hasattr(tv, dataset):
+        raise ConfigError(f"data.dataset: torchvision.datasets has no {dataset!r}")
+    cls = getattr(tv, dataset)
+    try:
+        train = _PILPairs(cls(str(root), train=True, download=download))
+        test = _PILPairs(cls(str(root), train=False, download=download))
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"data: torchvision dataset {dataset} failed to load: {e}") from None
+    classes = tuple(getattr(train.inner, "classes", ()) or ())
+    num_classes = len(classes) or int(max(int(y) for y in train.inner.targets)) + 1
+    meta = DatasetMeta(f"torchvision:{dataset}", tuple(train[0][0].shape), num_classes,
+                       class_names=tuple(map(str, classes)))
+    return TorchData(train, meta, test=test)
