@@ -16,7 +16,6 @@ Three loaders, one interface (`len`, `num_samples`, `epoch(epoch, start)`):
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Iterator
 from typing import Any
