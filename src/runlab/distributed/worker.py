@@ -70,8 +70,7 @@ def _lead(ctx: Context, cfg: dict[str, Any], runs_dir: Path, run_dir: Path | Non
 def _follow(ctx: Context) -> int:
     from runlab.distributed.trainer import DistributedTrainer
     from runlab.logging.base import MultiWriter
-    from runlab.runs import checkpoint as ckpt
-    from runlab.train.api import _SignalStop, prepare
+    from runlab.train.api import _SignalStop, prepare, resume_checkpoint
     from runlab.train.trainer import Interrupted
 
     plan = ctx.share()
@@ -80,8 +79,8 @@ def _follow(ctx: Context) -> int:
     try:
         p = prepare(plan["cfg"])
         ctx.seed_rank(p.cfg["seed"])
-        last = Path(plan["run_dir"]) / "checkpoints" / "last.pt"
-        state = ckpt.load(last, map_location=p.device) if plan["resume"] else None
+        # the same choice as rank 0 (last.pt, else best.pt), from the same files
+        state = resume_checkpoint(Path(plan["run_dir"]))[0] if plan["resume"] else None
         trainer = DistributedTrainer(ctx, p.cfg, p.splits, p.model, p.loss, p.optimizer, p.device,
                                      MultiWriter([]), scheduled=p.scheduled, scheduler=p.scheduler,
                                      sched_interval=p.sched_interval, sched_monitor=p.sched_monitor,

@@ -99,8 +99,8 @@ def _completed(run_dir: Path | None) -> bool:
     if run_dir is None or not (run_dir / "run.json").exists():
         return False
     info = read_run_json(run_dir)
-    status = effective_status(info)
-    if status == "running":
+    status = effective_status(info, run_dir=run_dir)
+    if status in ("running", "created"):
         raise ConfigError(f"run {info['id']} is running (pid {info.get('pid')} on {info.get('host')}); "
                           "it cannot be trained twice")
     if status == "completed":
