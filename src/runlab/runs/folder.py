@@ -188,19 +188,44 @@ class RunRecord:
 
 
 class Tee:
-    """Writes to the terminal and to `stdout.log` (line-buffered, so a kill loses little)."""
+    """Writes to the terminal and to `stdout.log` (line-buffered, so a kill loses little).
+
+    Neither side can fail the run: a terminal that went away (`| head -1`, a closed ssh
+    session: BrokenPipeError) is dropped and stdout.log keeps everything; a log that
+    cannot be written (disk full) is dropped with one note on the terminal."""
 
     def __init__(self, stream, log_file):
         self.stream, self.log = stream, log_file
+        self.stream_ok = self.log_ok = True
 
     def write(self, text: str) -> int:
-        self.stream.write(text)
-        self.log.write(text)
+        self._to_stream(lambda: self.stream.write(text))
+        self._to_log(lambda: self.log.write(text))
         return len(text)
 
     def flush(self) -> None:
-        self.stream.flush()
-        self.log.flush()
+        self._to_stream(self.stream.flush)
+        self._to_log(self.log.flush)
+
+    def _to_stream(self, action) -> None:
+        if not self.stream_ok:
+            return
+        try:
+            action()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            self.stream_ok = False
+            _silence(self.stream)
+
+    def _to_log(self, action) -> None:
+        if not self.log_ok:
+            return
+        try:
+            action()
+        except OSError as e:
+            self.log_ok = False
+            note = (f"runlab: warning: stdout.log can no longer be written ({e}); "
+                    "output goes to the terminal only\n")
+            self._to_stream(lambda: self.stream.write(note))
 
     def isatty(self) -> bool:
         return self.stream.isatty()
@@ -210,6 +235,17 @@ class Tee:
 
     def __getattr__(self, name: str):
         return getattr(self.stream, name)
+
+
+def _silence(stream) -> None:
+    """Point a dead pipe's descriptor at /dev/null, so that the interpreter's final flush
+    of stdout does not fail the process (the Python docs' advice for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class CaptureOutput:
@@ -230,4 +266,5 @@ class CaptureOutput:
         sys.stdout.flush()
         sys.stderr.flush()
         sys.stdout, sys.stderr = self.saved
-        self.file.close()
+        with contextlib.suppress(OSError):  # disk full: what could be written is there
+            self.file.close()
