@@ -22,54 +22,10 @@ from typing import Any
 import yaml
 
 from runlab.errors import ConfigError
+from runlab.schema import defaults
 
-DEFAULTS: dict[str, Any] = {
-    "name": "run",
-    "seed": 0,
-    "plugins": [],
-    "data": {
-        "name": None,
-        "root": "./data",
-        "batch_size": 128,
-        "eval_batch_size": None,
-        "val_fraction": 0.1,
-        "test_fraction": 0.1,
-        "split_seed": 0,
-        "loader": "auto",
-        "num_workers": 0,
-        "drop_last": False,
-    },
-    "model": {"name": None},
-    "loss": None,
-    "optimizer": {"name": "adamw", "lr": 1.0e-3},
-    "scheduler": None,
-    "trainer": {
-        "max_epochs": 10,
-        "max_steps": None,
-        "device": "auto",
-        "precision": 32,
-        "grad_clip": None,
-        "accumulate": 1,
-        "compile": False,
-        "val_every": 1,
-        "test": True,
-        "checkpoint_every": 1,
-        "checkpoint_every_steps": None,
-        "checkpoint_every_minutes": None,
-        "early_stopping": None,
-        "monitor": None,
-        "deterministic": False,
-        "strategy": "auto",
-    },
-    "diagnostics": [],
-    "callbacks": [],
-    "logging": {
-        "log_every_steps": 50,
-        "console": True,
-        "tensorboard": False,
-        "wandb": {"enabled": False, "project": "runlab", "entity": None, "mode": None, "tags": []},
-    },
-}
+DEFAULTS: dict[str, Any] = defaults()
+"""Every framework key's default, derived from the typed schema in `runlab.schema`."""
 
 # Keys of `data` that the framework consumes; everything else goes to the dataset.
 DATA_COMMON = tuple(DEFAULTS["data"])
@@ -77,7 +33,6 @@ DATA_COMMON = tuple(DEFAULTS["data"])
 NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "trainer.checkpoint_every",
                    "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
                    "trainer.device", "data.root", "data.num_workers")
-PRECISIONS = ("32", "16", "bf16", "16-mixed", "bf16-mixed")
 
 
 def did_you_mean(value: str, options: list[str] | tuple[str, ...]) -> str:
@@ -124,8 +79,14 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
+    from runlab.runs.store import load_yaml_text
+
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    try:  # size and alias-bomb caps first: OmegaConf would expand every alias in memory
+        load_yaml_text(path.read_bytes(), str(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot parse {path}: {e}") from None
     try:
         # OmegaConf's loader reads `1e-3` as a float, unlike plain YAML 1.1.
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)

@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from runlab.config import DATA_COMMON, DEFAULTS, PRECISIONS, did_you_mean
+from runlab.config import DATA_COMMON, did_you_mean
 from runlab.errors import ConfigError
 from runlab.hparams import is_schedule
 from runlab.optim import LENGTH_PARAMS
@@ -28,8 +28,8 @@ from runlab.registry import (
     Entry,
     Registry,
 )
+from runlab.schema import check_config
 
-TOP_LEVEL = (*DEFAULTS, "defaults")
 # Optimisers the Trainer's plain `step()` cannot drive.
 UNSUPPORTED_OPTIMIZERS = {
     "lbfgs": "needs a closure that re-evaluates the loss several times per step",
@@ -158,47 +158,6 @@ def check_component(cfg: Any, key: str, registry: Registry, skip: tuple[str, ...
     return check_params(registry.get(name), params, key, skip, schedules)
 
 
-def _check_section_keys(section: Any, key: str, allowed: tuple[str, ...]) -> list[str]:
-    if not isinstance(section, dict):
-        return [f"{key}: expected a mapping, got {section!r}"]
-    return [
-        f"{key}.{k}: unknown key (value {v!r}).{did_you_mean(k, allowed)} Allowed: {', '.join(allowed)}"
-        for k, v in section.items() if k not in allowed
-    ]
-
-
-def check_trainer(t: dict[str, Any]) -> list[str]:
-    problems = _check_section_keys(t, "trainer", tuple(DEFAULTS["trainer"]))
-    if problems and not isinstance(t, dict):
-        return problems
-
-    def positive_int(k: str, optional: bool = False) -> None:
-        v = t.get(k)
-        if v is None and optional:
-            return
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            problems.append(f"trainer.{k}: expected a positive integer, got {v!r}")
-
-    positive_int("max_epochs")
-    positive_int("accumulate")
-    positive_int("val_every")
-    positive_int("max_steps", optional=True)
-    positive_int("checkpoint_every_steps", optional=True)
-    if str(t.get("precision")) not in PRECISIONS:
-        problems.append(f"trainer.precision: got {t.get('precision')!r}. Allowed: 32, 16, bf16")
-    dev = str(t.get("device"))
-    if dev.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
-        problems.append(f"trainer.device: got {dev!r}. Allowed: auto, cpu, cuda, cuda:N, mps")
-    if t.get("strategy") not in ("auto", "ddp", "single"):
-        problems.append(f"trainer.strategy: got {t.get('strategy')!r}. Allowed: auto, ddp, single")
-    es = t.get("early_stopping")
-    if es is not None:
-        problems += _check_section_keys(es, "trainer.early_stopping", ("monitor", "mode", "patience", "min_delta"))
-        if isinstance(es, dict) and es.get("mode", "min") not in ("min", "max"):
-            problems.append(f"trainer.early_stopping.mode: got {es.get('mode')!r}. Allowed: min, max")
-    return problems
-
-
 def check_list(items: Any, key: str, registry: Registry, common: tuple[str, ...]) -> list[str]:
     if not isinstance(items, list):
         return [f"{key}: expected a list of {{name: ...}} mappings, got {items!r}"]
@@ -211,23 +170,8 @@ def check_list(items: Any, key: str, registry: Registry, common: tuple[str, ...]
 def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
     """Raise ConfigError listing every problem of a resolved config (plugins imported first)."""
     problems = load_plugins(cfg.get("plugins") or []) if load else []
-    problems += [
-        f"{k}: unknown top-level key.{did_you_mean(k, TOP_LEVEL)} Allowed: {', '.join(TOP_LEVEL)}"
-        for k in cfg if k not in TOP_LEVEL
-    ]
-    if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
-        problems.append(f"seed: expected an integer, got {cfg.get('seed')!r}")
+    problems += check_config(cfg)  # the framework's own sections: runlab.schema
     problems += check_component(cfg.get("data"), "data", DATASETS, skip=DATA_COMMON)
-    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
-    if data.get("loader") not in ("auto", "memory", "dataloader"):
-        problems.append(f"data.loader: got {data.get('loader')!r}. Allowed: auto, memory, dataloader")
-    bs = data.get("batch_size")
-    if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-        problems.append(f"data.batch_size: expected a positive integer, got {bs!r}")
-    for k in ("val_fraction", "test_fraction"):
-        v = data.get(k)
-        if not isinstance(v, (int, float)) or not 0 <= v < 1:
-            problems.append(f"data.{k}: expected a number in [0, 1), got {v!r}")
     problems += check_component(cfg.get("model"), "model", MODELS, schedules=True)
     problems += check_component(cfg.get("loss"), "loss", LOSSES, schedules=True, optional=True)
     problems += check_component(cfg.get("optimizer"), "optimizer", OPTIMIZERS)
@@ -240,12 +184,10 @@ def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
     sched = cfg.get("scheduler")
     if isinstance(sched, dict) and sched.get("interval", "epoch") not in ("epoch", "step"):
         problems.append(f"scheduler.interval: got {sched.get('interval')!r}. Allowed: epoch, step")
-    problems += check_trainer(cfg.get("trainer") or {})
     if cfg.get("diagnostics"):
         from runlab.diagnostics.runner import validate_diagnostics
 
         problems += validate_diagnostics(cfg["diagnostics"])  # model checks follow in prepare()
     problems += check_list(cfg.get("callbacks") or [], "callbacks", CALLBACKS, ("name",))
-    problems += _check_section_keys(cfg.get("logging"), "logging", tuple(DEFAULTS["logging"]))
     if problems:
         raise ConfigError(problems)
