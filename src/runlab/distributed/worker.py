@@ -26,6 +26,9 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 def train(cfg: dict[str, Any], rv: Rendezvous, runs_dir: Path, run_dir: Path | None = None,
           extra: dict[str, Any] | None = None, force: bool = False) -> int:
     """One rank's share of `runlab train` in a distributed run. Returns its exit code."""
+    from runlab.distributed.launch import watch_launcher
+
+    watch_launcher()
     ctx = Context.start(rv, str(cfg["trainer"]["device"]))
     ctx.hold_signals()
     try:

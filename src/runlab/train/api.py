@@ -233,6 +233,8 @@ def _finish(record: RunRecord, trainer, writer, callbacks, status: str, **fields
         for cb in callbacks:
             cb.close()
         writer.close()
+    except KeyboardInterrupt:  # another Ctrl-C while closing: stop waiting, still record the end
+        print("runlab: stopped while closing the run's writers", file=sys.stderr)
     except Exception as e:  # noqa: BLE001 - recorded in run.json below
         print(f"runlab: error: closing the run's writers failed: {type(e).__name__}: {e}",
               file=sys.stderr)
