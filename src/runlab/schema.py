@@ -193,7 +193,7 @@ def _check_value(value: Any, tp: Any, path: str, meta: typing.Mapping[str, Any])
     if tp is Any:
         return []
     if value is None:
-        return [] if _nullable(tp) else [f"{path}: expected {_describe(tp)}, got null"]
+        return [] if _nullable(tp) else [f"{path}: expected {_describe(tp, meta)}, got null"]
     tp = _strip_none(tp)
     section = _section_type(tp)
     if section is not None:
