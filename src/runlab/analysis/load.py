@@ -91,7 +91,7 @@ def load_runs(
     dirs = find_run_dirs(paths)
     workers = workers or min(16, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
-        rows = [r for r in pool.map(_read_run_info, dirs) if r is not None]
+        rows = _unique_ids([r for r in pool.map(_read_run_info, dirs) if r is not None])
         runs, config_keys = _runs_frame(rows)
         runs = runs[_status_mask(runs, status) & _where_mask(runs, where)].reset_index(drop=True)
         tables = list(pool.map(_read_metrics, runs["path"]))
@@ -109,6 +109,21 @@ def find_run_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> lis
             raise ConfigError(f"no such file or directory: {p}")
         found.extend(map(Path, store.find_run_dirs(p)))
     return sorted(set(found))
+
+
+def _unique_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs that share an id (a copied run folder) are told apart by their folder path."""
+    seen: dict[str, int] = {}
+    for item in rows:
+        seen[item["row"]["run_id"]] = seen.get(item["row"]["run_id"], 0) + 1
+    for item in rows:
+        row = item["row"]
+        if seen[row["run_id"]] > 1:
+            print(f"runlab: warning: run id {row['run_id']} is in {seen[row['run_id']]} folders "
+                  f"(a copied run?); using the folder path {row['path']} as its id",
+                  file=sys.stderr)
+            row["run_id"] = row["path"]
+    return rows
 
 
 def _read_run_info(folder: Path) -> dict[str, Any] | None:
