@@ -90,8 +90,9 @@ def wait_rows(runs: Path, at_least: int, proc: subprocess.Popen, timeout: float 
         found = [p.parent for p in runs.rglob("metrics.csv")]
         if found and rows(found[0]) >= at_least:
             return found[0]
-        check(proc.poll() is None, f"training ended early with {proc.returncode}: "
-                                   f"{proc.stderr.read()[-300:] if proc.stderr else ''}")
+        if proc.poll() is not None:
+            raise Failed(f"training ended early with {proc.returncode}: "
+                         f"{proc.stderr.read()[-300:] if proc.stderr else ''}")
         time.sleep(0.1)
     raise Failed("training made no progress")
 
@@ -283,7 +284,8 @@ def disk_full(work: Path, i: int) -> None:
         run_dir = only_run(disk / "runs")
         rec = info(run_dir)
         check(result.returncode == 1 and rec["status"] == "failed", f"status {rec['status']}")
-        check("No space left" in (rec["error"] or {}).get("message", ""), "error not recorded")
+        message = (rec["error"] or {}).get("message", "")
+        check("No space left" in message, f"error not recorded: {message[:200]!r}")
         check(not [p for p in run_dir.rglob("*.tmp")], "a temp file was left behind")
     finally:
         subprocess.run(["umount", str(disk)], check=False)
