@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _pool: Any = None
+_pool_pid = 0  # the process that made `_pool`
 NICE = 10  # the workers' priority below the run's: training first, drawing in what is left
 EXIT_WAIT_S = 5.0  # at exit, how long drawings still running may take
 
@@ -71,6 +72,8 @@ def _executor() -> Any:
                                     initializer=_init_worker, initargs=(os.getpid(),))
         import threading
 
+        global _pool_pid
+        _pool_pid = os.getpid()
         # Runs before concurrent.futures' own exit hook (they run in reverse order), which
         # joins the pool's manager thread: see `_shutdown`.
         threading._register_atexit(_shutdown)
@@ -83,8 +86,8 @@ def _shutdown() -> None:
     diagnostic's close); what is left belongs to a run that was stopped (a second Ctrl-C
     20 ms after the first), and exit must never wait on it forever."""
     pool = _pool
-    if pool is None:
-        return
+    if pool is None or _pool_pid != os.getpid():  # a forked child (a DataLoader worker)
+        return  # inherits this hook and a copy of the pool: neither is its own
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     deadline = time.monotonic() + EXIT_WAIT_S
