@@ -110,7 +110,7 @@ def _completed(run_dir: Path | None) -> bool:
 
 def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> dict[str, Any] | None:
     """The member's last checkpoint when its folder has one (config checked), else None."""
-    from runlab.runs import checkpoint as ckpt
+    from runlab.train.api import resume_checkpoint
 
     if run_dir is None or not (run_dir / "run.json").exists():
         return None
@@ -118,8 +118,7 @@ def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> dict[str, Any] |
     if config_hash(stored) != config_hash(cfg):
         diff = "\n    ".join(config_diff(stored, cfg))
         raise ConfigError(f"config of run {run_dir.name} no longer matches (stored -> given):\n    {diff}")
-    last = run_dir / "checkpoints" / "last.pt"
-    return ckpt.load(last) if last.exists() else None
+    return resume_checkpoint(run_dir)[0]  # last.pt, else best.pt (named in a warning)
 
 
 def _by_progress(todo: list[tuple]) -> list[list[tuple]]:
