@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - Windows: no flock; liveness falls back
     fcntl = None
 
 LOCK_FILE = "run.lock"
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 ACQUIRE_RETRY_S = 1.0
 """How long `RunLock.acquire` keeps trying: long enough to outlast a reader's probe
 (microseconds), short enough that a second `runs resume` answers at once."""
@@ -58,9 +59,9 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError as e:
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
+                if e.errno not in _BUSY:  # a filesystem without flock (some NFS setups):
+                    os.close(fd)  # run unlocked; liveness falls back to pid + heartbeat
+                    return cls(run_dir, None)
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise RunBusy(f"run {Path(run_dir).name} is in use by another process "
@@ -92,8 +93,8 @@ def is_held(run_dir: str | os.PathLike) -> bool | None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
+    except OSError as e:
+        return True if e.errno in _BUSY else None
     finally:
         os.close(fd)  # drops the probe's shared lock too
     return False
