@@ -102,9 +102,13 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 60) 
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
+        where = subprocess.run(["ps", "-o", "pid,stat,wchan:24,cmd", "--ppid", str(proc.pid),
+                                "-p", str(proc.pid)], capture_output=True, text=True).stdout
         proc.kill()
         proc.wait()
-        raise Failed(f"process did not stop within {timeout} s after {sig!r}") from None
+        tail = proc.stderr.read()[-600:] if proc.stderr else ""
+        raise Failed(f"process did not stop within {timeout} s after {sig!r}:\n{where}"
+                     f"stderr: {tail}") from None
 
 
 def no_duplicate_rows(run_dir: Path) -> None:

@@ -88,6 +88,14 @@ def _shutdown() -> None:
     pool = _pool
     if pool is None or _pool_pid != os.getpid():  # a forked child (a DataLoader worker)
         return  # inherits this hook and a copy of the pool: neither is its own
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # The process is exiting: a Ctrl-C now (the second one, 20 ms after the first) must
+        # not break off this hook half-way, or the exit hooks after it wait on a worker
+        # that nobody told to stop, forever.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     deadline = time.monotonic() + EXIT_WAIT_S
