@@ -177,7 +177,8 @@ class RunRecord:
             self._thread.join(timeout=2)
         self.info.update(status=status, ended=now_iso(), duration_s=self.duration(), **fields)
         try:
-            self.save(durable=True)
+            with _ctrl_c_deferred():  # a Ctrl-C now would leave run.json saying `running`
+                self.save(durable=True)
         finally:
             self.release()
 
@@ -185,6 +186,25 @@ class RunRecord:
         """Let other processes act on the run (also happens when this process ends)."""
         if self.lock is not None:
             self.lock.release()
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold SIGINT for the few milliseconds of a final write, then raise KeyboardInterrupt
+    if one came (signal handlers exist only in the main thread; elsewhere, do nothing)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)  # what that Ctrl-C would have done, now
 
 
 class Tee:

@@ -201,16 +201,16 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
                 summary = trainer.fit()
         except Interrupted as e:
             name = signal.Signals(e.signum).name
+            _finish(record, trainer, writer, callbacks, "interrupted", signal=name)  # first: a
             print(f"runlab: {name} received: checkpoint saved at epoch {trainer.state.epoch} "
                   f"step {trainer.state.step}; resume with `runlab runs resume {record.info['id']}`")
-            _finish(record, trainer, writer, callbacks, "interrupted", signal=name)
-            return 128 + e.signum
+            return 128 + e.signum  # Ctrl-C right after the first must not skip recording the end
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-reported
-            traceback.print_exc()
             # `run_error`: the failure that caused this one, e.g. on another process of the run
             err = getattr(e, "run_error", None) or {
                 "type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
             _finish(record, trainer, writer, callbacks, "failed", error=err)
+            traceback.print_exception(e)
             if isinstance(e, KeyboardInterrupt):
                 return 130
             return EXIT_FAILED
