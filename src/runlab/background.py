@@ -16,13 +16,16 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 _pool: Any = None
+_pool_pid = 0  # the process that made `_pool`
 NICE = 10  # the workers' priority below the run's: training first, drawing in what is left
+EXIT_WAIT_S = 5.0  # at exit, how long drawings still running may take
 
 
 @dataclass
@@ -67,7 +70,40 @@ def _executor() -> Any:
         workers = min(2, os.cpu_count() or 1)
         _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                     initializer=_init_worker, initargs=(os.getpid(),))
+        import threading
+
+        global _pool_pid
+        _pool_pid = os.getpid()
+        # Runs before concurrent.futures' own exit hook (they run in reverse order), which
+        # joins the pool's manager thread: see `_shutdown`.
+        threading._register_atexit(_shutdown)
     return _pool
+
+
+def _shutdown() -> None:
+    """At interpreter exit: drop queued drawings, give running ones `EXIT_WAIT_S`, then end
+    the workers. Whoever needed a figure has waited for it already (the end of a run, a
+    diagnostic's close); what is left belongs to a run that was stopped (a second Ctrl-C
+    20 ms after the first), and exit must never wait on it forever."""
+    pool = _pool
+    if pool is None or _pool_pid != os.getpid():  # a forked child (a DataLoader worker)
+        return  # inherits this hook and a copy of the pool: neither is its own
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # The process is exiting: a Ctrl-C now (the second one, 20 ms after the first) must
+        # not break off this hook half-way, or the exit hooks after it wait on a worker
+        # that nobody told to stop, forever.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
 
 
 def _init_worker(parent: int) -> None:

@@ -112,13 +112,14 @@ def resume(
 ) -> None:
     """Continue an interrupted or crashed run from its last checkpoint (same folder, same id)."""
     from runlab.runs import store
-    from runlab.runs.folder import read_run_json
     from runlab.train.api import resume as resume_run
 
     with usage_errors():
         root = runs_dir or store.default_runs_dir()
         folder = store.resolve_run(run, root)
-        world = nproc or (read_run_json(folder).get("distributed") or {}).get("world_size", 1)
+        recorded = store.read_run_json_or_empty(folder).get("distributed")
+        world = nproc or (recorded if isinstance(recorded, dict) else {}).get("world_size", 1)
+        world = world if isinstance(world, int) else 1
         if world > 1:
             from runlab.distributed import launch
 

@@ -22,60 +22,10 @@ from typing import Any
 import yaml
 
 from runlab.errors import ConfigError
+from runlab.schema import defaults
 
-DEFAULTS: dict[str, Any] = {
-    "name": "run",
-    "seed": 0,
-    "plugins": [],
-    "data": {
-        "name": None,
-        "root": "./data",
-        "batch_size": 128,
-        "eval_batch_size": None,
-        "val_fraction": 0.1,
-        "test_fraction": 0.1,
-        "split_seed": 0,
-        "loader": "auto",
-        "num_workers": 0,
-        "drop_last": False,
-        "transforms": None,  # {train: [{name: ..., **params}], eval: [...]}
-        "memory_limit_mb": 4096,  # `loader: auto` batches larger tensors through a DataLoader
-        "prefetch_factor": None,  # batches each DataLoader worker prepares ahead (torch: 2)
-    },
-    "model": {"name": None},
-    "loss": None,
-    "optimizer": {"name": "adamw", "lr": 1.0e-3},
-    "scheduler": None,
-    "optimizers": None,  # {name: {name: adam, lr: ..., params: ..., scheduler: ...}} instead of the one above
-    "step": None,  # a registered step component ({name: ...}) that owns training_step
-    "trainer": {
-        "max_epochs": 10,
-        "max_steps": None,
-        "device": "auto",
-        "precision": 32,
-        "grad_clip": None,
-        "accumulate": 1,
-        "compile": False,
-        "val_every": 1,
-        "test": True,
-        "checkpoint_every": 1,
-        "checkpoint_every_steps": None,
-        "checkpoint_every_minutes": None,
-        "early_stopping": None,
-        "monitor": None,
-        "deterministic": False,
-        "strategy": "auto",
-    },
-    "diagnostics": [],
-    "callbacks": [],
-    "metrics": {},  # glob pattern -> {goal, summary, k, x_axis, family}: runlab.metric_rules
-    "logging": {
-        "log_every_steps": 50,
-        "console": True,
-        "tensorboard": False,
-        "wandb": {"enabled": False, "project": "runlab", "entity": None, "mode": None, "tags": []},
-    },
-}
+DEFAULTS: dict[str, Any] = defaults()
+"""Every framework key's default, derived from the typed schema in `runlab.schema`."""
 
 # Keys of `data` that the framework consumes; everything else goes to the dataset.
 DATA_COMMON = tuple(DEFAULTS["data"])
@@ -89,7 +39,6 @@ NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "metrics",
 # at its default is left out of the hash, so older runs still resume without a config change.
 LATER_KEYS = {"optimizers": None, "step": None, "data.transforms": None,
               "data.memory_limit_mb": 4096}
-PRECISIONS = ("32", "16", "bf16", "16-mixed", "bf16-mixed")
 
 
 def did_you_mean(value: str, options: list[str] | tuple[str, ...]) -> str:
@@ -136,8 +85,14 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
+    from runlab.runs.store import load_yaml_text
+
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    try:  # size and alias-bomb caps first: OmegaConf would expand every alias in memory
+        load_yaml_text(path.read_bytes(), str(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot parse {path}: {e}") from None
     try:
         # OmegaConf's loader reads `1e-3` as a float, unlike plain YAML 1.1.
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)

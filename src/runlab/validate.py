@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from runlab.config import DATA_COMMON, DEFAULTS, PRECISIONS, did_you_mean
+from runlab.config import DATA_COMMON, DEFAULTS, did_you_mean
 from runlab.errors import ConfigError
 from runlab.hparams import is_schedule
 from runlab.metric_rules import check_early_stopping, check_section
@@ -30,8 +30,8 @@ from runlab.registry import (
     Entry,
     Registry,
 )
+from runlab.schema import check_config
 
-TOP_LEVEL = (*DEFAULTS, "defaults")
 # Optimisers the Trainer's plain `step()` cannot drive.
 UNSUPPORTED_OPTIMIZERS = {
     "lbfgs": "needs a closure that re-evaluates the loss several times per step",
@@ -160,48 +160,6 @@ def check_component(cfg: Any, key: str, registry: Registry, skip: tuple[str, ...
     return check_params(registry.get(name), params, key, skip, schedules)
 
 
-def _check_section_keys(section: Any, key: str, allowed: tuple[str, ...]) -> list[str]:
-    if not isinstance(section, dict):
-        return [f"{key}: expected a mapping, got {section!r}"]
-    return [
-        f"{key}.{k}: unknown key (value {v!r}).{did_you_mean(k, allowed)} Allowed: {', '.join(allowed)}"
-        for k, v in section.items() if k not in allowed
-    ]
-
-
-def check_trainer(t: dict[str, Any]) -> list[str]:
-    problems = _check_section_keys(t, "trainer", tuple(DEFAULTS["trainer"]))
-    if problems and not isinstance(t, dict):
-        return problems
-
-    def positive_int(k: str, optional: bool = False) -> None:
-        v = t.get(k)
-        if v is None and optional:
-            return
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            problems.append(f"trainer.{k}: expected a positive integer, got {v!r}")
-
-    positive_int("max_epochs")
-    positive_int("accumulate")
-    positive_int("val_every")
-    positive_int("max_steps", optional=True)
-    positive_int("checkpoint_every_steps", optional=True)
-    if str(t.get("precision")) not in PRECISIONS:
-        problems.append(f"trainer.precision: got {t.get('precision')!r}. Allowed: 32, 16, bf16")
-    dev = str(t.get("device"))
-    if dev.split(":")[0] not in ("auto", "cpu", "cuda", "mps"):
-        problems.append(f"trainer.device: got {dev!r}. Allowed: auto, cpu, cuda, cuda:N, mps")
-    if t.get("strategy") not in ("auto", "ddp", "single"):
-        problems.append(f"trainer.strategy: got {t.get('strategy')!r}. Allowed: auto, ddp, single")
-    es = t.get("early_stopping")
-    if es is not None:
-        problems += _check_section_keys(es, "trainer.early_stopping", ("monitor", "mode", "patience", "min_delta"))
-        if isinstance(es, dict) and es.get("mode") not in (None, "min", "max"):
-            problems.append(f"trainer.early_stopping.mode: got {es.get('mode')!r}. Allowed: min, "
-                            "max (default: the monitor's goal, see metrics:)")
-    return problems
-
-
 def check_optimizer(spec: Any, key: str, several: bool) -> list[str]:
     """One optimizer: its constructor parameters, `params`, `groups`, `no_decay_bias_norm`
     and (under `optimizers:`) its own `scheduler`."""
@@ -283,8 +241,8 @@ def check_list(items: Any, key: str, registry: Registry, common: tuple[str, ...]
 
 
 def check_data_loading(data: dict[str, Any]) -> list[str]:
-    """data.transforms (built once, so a bad name or parameter is found now),
-    data.memory_limit_mb, data.prefetch_factor."""
+    """data.transforms, built once, so a bad name or parameter is found now (the other
+    data keys are typed in runlab.schema)."""
     from runlab.data.transforms import pipelines
 
     problems = []
@@ -297,45 +255,25 @@ def check_data_loading(data: dict[str, Any]) -> list[str]:
             pipelines(t, 0)
         except ConfigError as e:
             problems += e.problems
-    for k, optional in (("memory_limit_mb", False), ("prefetch_factor", True)):
-        v = data.get(k)
-        if (v is not None or not optional) and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            problems.append(f"data.{k}: expected a positive integer, got {v!r}")
     return problems
 
 
 def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
     """Raise ConfigError listing every problem of a resolved config (plugins imported first)."""
     problems = load_plugins(cfg.get("plugins") or []) if load else []
-    problems += [
-        f"{k}: unknown top-level key.{did_you_mean(k, TOP_LEVEL)} Allowed: {', '.join(TOP_LEVEL)}"
-        for k in cfg if k not in TOP_LEVEL
-    ]
-    if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
-        problems.append(f"seed: expected an integer, got {cfg.get('seed')!r}")
+    problems += check_config(cfg)  # the framework's own sections: runlab.schema
     problems += check_component(cfg.get("data"), "data", DATASETS, skip=DATA_COMMON)
     data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
-    if data.get("loader") not in ("auto", "memory", "dataloader"):
-        problems.append(f"data.loader: got {data.get('loader')!r}. Allowed: auto, memory, dataloader")
     problems += check_data_loading(data)
-    bs = data.get("batch_size")
-    if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-        problems.append(f"data.batch_size: expected a positive integer, got {bs!r}")
-    for k in ("val_fraction", "test_fraction"):
-        v = data.get(k)
-        if not isinstance(v, (int, float)) or not 0 <= v < 1:
-            problems.append(f"data.{k}: expected a number in [0, 1), got {v!r}")
     problems += check_component(cfg.get("model"), "model", MODELS, schedules=True)
     problems += check_component(cfg.get("loss"), "loss", LOSSES, schedules=True, optional=True)
     problems += check_optimizers(cfg)
     problems += check_component(cfg.get("step"), "step", STEPS, optional=True)
-    problems += check_trainer(cfg.get("trainer") or {})
     if cfg.get("diagnostics"):
         from runlab.diagnostics.runner import validate_diagnostics
 
         problems += validate_diagnostics(cfg["diagnostics"])  # model checks follow in prepare()
     problems += check_list(cfg.get("callbacks") or [], "callbacks", CALLBACKS, ("name",))
-    problems += _check_section_keys(cfg.get("logging"), "logging", tuple(DEFAULTS["logging"]))
     problems += check_section(cfg.get("metrics")) or check_early_stopping(cfg)
     if problems:
         raise ConfigError(problems)

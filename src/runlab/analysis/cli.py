@@ -78,7 +78,7 @@ def analyze(
         sys.stdout.write(_markdown(table))
     else:
         records = [{k: _json_value(v) for k, v in row.items()} for row in table.to_dict("records")]
-        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+        sys.stdout.write(json.dumps(records, indent=2, allow_nan=False) + "\n")
 
 
 def report(
@@ -91,6 +91,10 @@ def report(
     from runlab.analysis.report import write_report
     from runlab.errors import ConfigError
 
+    try:  # the output folder first: a typo must not cost the whole report's work
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"--output {output}: cannot create its folder: {e}")
     try:
         rs = load_runs(path)
         if len(rs) == 0:
@@ -115,7 +119,7 @@ def _cell(value: object) -> str:
 def _json_value(value: object) -> object:
     if hasattr(value, "item"):  # numpy scalar
         value = value.item()
-    return None if isinstance(value, float) and math.isnan(value) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value  # JSON: null
 
 
 def _markdown(table: pd.DataFrame) -> str:

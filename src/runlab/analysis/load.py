@@ -12,6 +12,7 @@ import difflib
 import io
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from runlab.analysis.summary import metric_goal, summarize
 from runlab.config import flatten as config_flatten
 from runlab.errors import ConfigError
 from runlab.metric_rules import MetricRules
-from runlab.runs.status import STATUSES, effective_status
+from runlab.runs import store
+from runlab.runs.status import STATUSES
 
 # Columns that describe where a run came from rather than what it was configured to do.
 PROVENANCE = (
@@ -118,7 +120,7 @@ def load_runs(
     dirs = find_run_dirs(paths)
     workers = workers or min(16, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
-        rows = [r for r in pool.map(_read_run_info, dirs) if r is not None]
+        rows = _unique_ids([r for r in pool.map(_read_run_info, dirs) if r is not None])
         runs, config_keys = _runs_frame(rows)
         keep = _status_mask(runs, status) & _where_mask(runs, where)
         runs = runs[keep].reset_index(drop=True)
@@ -143,42 +145,48 @@ def _goals(rows: list[dict[str, Any]], names: list[str],
 
 
 def find_run_dirs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Every folder holding a run.json under the given paths (run folders are not descended)."""
+    """Every folder holding a run.json under the given paths (see `runs.store.find_run_dirs`)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise ConfigError(f"no such file or directory: {p}")
-        found.extend(_walk(p))
+        found.extend(map(Path, store.find_run_dirs(p)))
     return sorted(set(found))
 
 
-def _walk(folder: Path) -> Iterable[Path]:
-    if (folder / "run.json").is_file():
-        yield folder
-        return
-    for entry in os.scandir(folder):
-        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-            yield from _walk(Path(entry.path))
+def _unique_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs that share an id (a copied run folder) are told apart by their folder path."""
+    seen: dict[str, int] = {}
+    for item in rows:
+        seen[item["row"]["run_id"]] = seen.get(item["row"]["run_id"], 0) + 1
+    for item in rows:
+        row = item["row"]
+        if seen[row["run_id"]] > 1:
+            print(f"runlab: warning: run id {row['run_id']} is in {seen[row['run_id']]} folders "
+                  f"(a copied run?); using the folder path {row['path']} as its id",
+                  file=sys.stderr)
+            row["run_id"] = row["path"]
+    return rows
 
 
 def _read_run_info(folder: Path) -> dict[str, Any] | None:
-    """One runs-table row: provenance from run.json plus the flattened config.yaml."""
+    """One runs-table row: provenance from run.json plus the flattened config.yaml.
+    A run whose run.json or config.yaml is broken is skipped with a warning (None)."""
+    info = store.read_run(folder)
     try:
-        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # being written right now (rename is atomic) or not a run folder
-    config: dict[str, Any] = {}
-    loaded: Any = None
-    cfg_file = folder / "config.yaml"
-    if cfg_file.is_file():
-        loaded = yaml.load(cfg_file.read_text(encoding="utf-8"), Loader=_YamlLoader)
-        config = flatten(loaded) if isinstance(loaded, dict) else {}
+        if info["status"] == "unreadable":
+            raise ValueError(info["error"]["message"])
+        loaded = store.read_config_checked(folder)
+        config = flatten(loaded)
+    except ValueError as e:
+        print(f"runlab: warning: skipping unreadable run {folder}: {e}", file=sys.stderr)
+        return None
     git, sweep, error = info.get("git") or {}, info.get("sweep") or {}, info.get("error") or {}
     row = {
         "run_id": info.get("id", folder.name),
-        "status": effective_status(info),
+        "status": info["status"],
         "path": str(folder),
         "name": info.get("name"),
         "seed": info.get("seed"),
@@ -200,9 +208,6 @@ def _read_run_info(folder: Path) -> dict[str, Any] | None:
     section = loaded.get("metrics") if isinstance(loaded, dict) else None
     section = section if isinstance(section, dict) else None
     return {"row": row, "config": config, "goals": goals, "metrics": section}
-
-
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def flatten(d: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +309,31 @@ def _read_metrics(path: str) -> _Columns | None:
     data = data[: data.rfind(b"\n") + 1]
     if data.count(b"\n") < 2:  # header only (or nothing yet)
         return None
-    return _read_csv(data)
+    try:
+        return _read_csv(data)
+    except (ValueError, TypeError, KeyError) as e:  # a hand-edited or damaged file
+        return _read_csv_lenient(data, file, e)
+
+
+def _read_csv_lenient(data: bytes, file: Path, error: Exception) -> _Columns | None:
+    """metrics.csv with rows that do not parse (text where a number belongs) left out, with
+    a warning naming the file: one damaged row costs that row, not the run or the command."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data), usecols=_METRIC_COLUMNS, on_bad_lines="skip",
+                            dtype=str, keep_default_na=False)
+    except ValueError as e:
+        print(f"runlab: warning: skipping metrics of {file}: {e}", file=sys.stderr)
+        return None
+    numbers = {c: pd.to_numeric(frame[c], errors="coerce") for c in _NUMERIC_COLUMNS}
+    bad = numbers["step"].isna() | numbers["epoch"].isna() | numbers["time"].isna() | (
+        numbers["value"].isna() & ~frame["value"].str.lower().isin(["nan", "-nan"]))
+    print(f"runlab: warning: {file}: skipped {int(bad.sum())} row(s) that do not parse "
+          f"({type(error).__name__}: {str(error)[:120]})", file=sys.stderr)
+    keep = ~bad.to_numpy()
+    codes, names = pd.factorize(frame["metric"][keep])
+    arrays = {c: numbers[c].to_numpy()[keep] for c in _NUMERIC_COLUMNS}
+    arrays["step"], arrays["epoch"] = arrays["step"].astype(np.int64), arrays["epoch"].astype(np.int64)
+    return _Columns(arrays, codes, list(names))
 
 
 def _read_csv_pandas(data: bytes) -> _Columns:

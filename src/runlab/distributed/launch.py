@@ -12,6 +12,33 @@ import uuid
 from pathlib import Path
 
 EXIT_FAILED = 1
+LAUNCHER_PID_ENV = "RUNLAB_LAUNCHER_PID"
+LAUNCHER_GONE_GRACE_S = 30.0
+"""After the launcher dies, how long a worker may take to checkpoint and stop (SIGTERM)
+before it exits at once."""
+
+
+def watch_launcher() -> None:
+    """In a worker started by `launch`: when the launcher process is gone (SIGKILL, OOM),
+    stop like on SIGTERM (every worker sees it, so they checkpoint and stop together), and
+    exit outright if that has not happened within `LAUNCHER_GONE_GRACE_S`. Without this
+    the workers of a killed launcher train on as orphans."""
+    import signal
+    import threading
+    import time
+
+    launcher = os.environ.get(LAUNCHER_PID_ENV, "")
+    if not launcher.isdigit() or os.name == "nt":
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(launcher):
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(LAUNCHER_GONE_GRACE_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="runlab-launcher-watch", daemon=True).start()
 
 
 def train_args(config: Path | str, overrides: list[str], runs_dir: Path | str,
@@ -50,6 +77,7 @@ def launch(config: Path | str, overrides: list[str], nproc: int, runs_dir: Path 
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun: the workers share the cores
+    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # the workers stop when this process dies
     config_ = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
                            rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
     args = ["-m", "runlab", "train", *train_args(config, overrides, runs_dir, run_dir, sweep_info, force)]

@@ -26,6 +26,9 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 def train(cfg: dict[str, Any], rv: Rendezvous, runs_dir: Path, run_dir: Path | None = None,
           extra: dict[str, Any] | None = None, force: bool = False) -> int:
     """One rank's share of `runlab train` in a distributed run. Returns its exit code."""
+    from runlab.distributed.launch import watch_launcher
+
+    watch_launcher()
     ctx = Context.start(rv, str(cfg["trainer"]["device"]))
     ctx.hold_signals()
     try:
@@ -70,9 +73,8 @@ def _lead(ctx: Context, cfg: dict[str, Any], runs_dir: Path, run_dir: Path | Non
 def _follow(ctx: Context) -> int:
     from runlab.distributed.trainer import DistributedTrainer
     from runlab.logging.base import MultiWriter
-    from runlab.runs import checkpoint as ckpt
     from runlab.signals import StopFlag
-    from runlab.train.api import prepare
+    from runlab.train.api import prepare, resume_checkpoint
     from runlab.train.trainer import Interrupted
 
     plan = ctx.share()
@@ -81,8 +83,8 @@ def _follow(ctx: Context) -> int:
     try:
         p = prepare(plan["cfg"])
         ctx.seed_rank(p.cfg["seed"])
-        last = Path(plan["run_dir"]) / "checkpoints" / "last.pt"
-        state = ckpt.read(last, map_location=p.device) if plan["resume"] else None
+        # the same choice as rank 0 (last.pt, else best.pt), from the same files
+        state = resume_checkpoint(Path(plan["run_dir"]))[0] if plan["resume"] else None
         trainer = DistributedTrainer(ctx, p.cfg, p.splits, p.model, p.loss, p.optimizers, p.device,
                                      MultiWriter([]), **p.trainer_kwargs(), callbacks=list(p.callbacks))
         if state is not None:

@@ -152,8 +152,8 @@ def _completed(run_dir: Path | None) -> bool:
     if run_dir is None or not (run_dir / "run.json").exists():
         return False
     info = read_run_json(run_dir)
-    status = effective_status(info)
-    if status == "running":
+    status = effective_status(info, run_dir=run_dir)
+    if status in ("running", "created"):
         raise ConfigError(f"run {info['id']} is running (pid {info.get('pid')} on {info.get('host')}); "
                           "it cannot be trained twice")
     if status == "completed":
@@ -163,7 +163,7 @@ def _completed(run_dir: Path | None) -> bool:
 
 def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> Any:
     """The member's last checkpoint when its folder has one (config checked), else None."""
-    from runlab.runs import checkpoint as ckpt
+    from runlab.train.api import resume_checkpoint
 
     if run_dir is None or not (run_dir / "run.json").exists():
         return None
@@ -171,8 +171,7 @@ def _resume_state(cfg: dict[str, Any], run_dir: Path | None) -> Any:
     if config_hash(stored) != config_hash(cfg):
         diff = "\n    ".join(config_diff(stored, cfg))
         raise ConfigError(f"config of run {run_dir.name} no longer matches (stored -> given):\n    {diff}")
-    last = run_dir / "checkpoints" / "last.pt"
-    return ckpt.read(last) if last.exists() else None
+    return resume_checkpoint(run_dir)[0]  # last.pt, else best.pt (named in a warning)
 
 
 def _point(state: Any) -> tuple[int, int, int]:

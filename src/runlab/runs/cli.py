@@ -21,7 +21,7 @@ import typer
 
 from runlab.errors import ConfigError
 from runlab.runs import store
-from runlab.runs.status import STATUSES, heartbeat_age
+from runlab.runs.status import ALIVE, STATUSES, alive_elsewhere, heartbeat_age
 
 app = typer.Typer(
     name="runs",
@@ -122,6 +122,7 @@ def show(
     """Show one run: status, error, provenance, config, metric summary and files."""
     with usage_errors():
         run_dir = store.resolve_run(run, runs_dir or store.default_runs_dir())
+    from rich.markup import escape
     from rich.syntax import Syntax
 
     record = store.read_run(run_dir)
@@ -190,10 +191,11 @@ def clean(
         records = [r for r in store.load_runs(root) if r["status"] in wanted]
     inside = []
     for record in records:
-        if store.is_inside(record["path"], root):
+        why = _refusal(record, root)
+        if why is None:
             inside.append(record)
         else:
-            typer.echo(f"skipping {record['path']}: resolves outside {root}", err=True)
+            typer.echo(f"skipping {record['path']}: {why}", err=True)
     records = store.sort_runs(inside)
     if not records:
         typer.echo(f"no {' or '.join(sorted(wanted))} runs under {root}")
@@ -219,8 +221,13 @@ def _refusal(record: dict, root: Path) -> str | None:
     """Why this run must not be deleted, or None."""
     if not store.is_inside(record["path"], root):
         return f"refusing to delete '{record['path']}': not inside the runs root '{root}'"
-    if record["status"] == "running":
-        return f"refusing to delete running run '{record['id']}' (pid {record.get('pid')} on {record.get('host')})"
+    if record["status"] in ALIVE:
+        return (f"refusing to delete {record['status']} run '{record['id']}' "
+                f"(pid {record.get('pid')} on {record.get('host')})")
+    others = [d for d in store.find_run_dirs(record["path"]) if d != record["path"]]
+    if others:
+        return (f"refusing to delete '{record['path']}': it holds {len(others)} other run(s), "
+                f"e.g. {others[0]} (a stray run.json?)")
     return None
 
 
@@ -237,12 +244,31 @@ def _confirm_and_delete(records: list[dict], yes: bool) -> None:
             typer.echo("aborted: nothing deleted", err=True)
             raise typer.Exit(1)
     for record in records:
-        # Re-read: a sweep may have resumed this run while we waited for the answer.
-        if store.read_run(record["path"])["status"] == "running":
+        _delete_locked(record)
+
+
+def _delete_locked(record: dict) -> None:
+    """Delete one run while holding its lock, so that no process can start using it meanwhile
+    (a sweep may have resumed it while we waited for the answer)."""
+    from runlab.runs.lock import RunBusy, RunLock
+
+    path = os.path.realpath(record["path"])
+    try:
+        lock = RunLock.acquire(Path(path))
+    except RunBusy:
+        typer.echo(f"skipped {record['id']}: it is in use now (training or being resumed)", err=True)
+        return
+    except FileNotFoundError:
+        typer.echo(f"skipped {record['id']}: it is gone already", err=True)
+        return
+    try:
+        if alive_elsewhere(store.read_run_json_or_empty(path)):  # holding the lock, only
             typer.echo(f"skipped {record['id']}: it is running now", err=True)
-            continue
-        shutil.rmtree(os.path.realpath(record["path"]))
-        typer.echo(f"deleted {record['id']}")
+            return
+        shutil.rmtree(path)
+    finally:
+        lock.release()
+    typer.echo(f"deleted {record['id']}")
 
 
 def _console() -> Any:
@@ -271,6 +297,7 @@ def _metric_columns(records: list[dict], first: str | None) -> list[str]:
 
 def _runs_table(records: list[dict], sort_metric: str | None) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     metrics = _metric_columns(records, sort_metric)
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -284,13 +311,13 @@ def _runs_table(records: list[dict], sort_metric: str | None) -> Any:
         sweep = r.get("sweep") if isinstance(r.get("sweep"), dict) else {}
         values = [store.final_value(r, m) for m in metrics]
         table.add_row(
-            escape(str(r.get("id"))),
-            escape(str(r.get("name") or "")),
+            Text(str(r.get("id"))),
+            Text(str(r.get("name") or "")),
             _styled(r["status"]),
             _when(r.get("started") or r.get("created")),
             _duration(r, now),
             _text(r.get("seed")),
-            escape(str(sweep.get("name") or "")),
+            Text(str(sweep.get("name") or "")),
             *("" if v is None else f"{v:.4g}" for v in values),
         )
     return table
@@ -298,6 +325,7 @@ def _runs_table(records: list[dict], sort_metric: str | None) -> Any:
 
 def _overview_table(record: dict) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
@@ -332,7 +360,7 @@ def _overview_table(record: dict) -> Any:
     }
     for key, value in rows.items():
         if value not in (None, ""):
-            table.add_row(key, value if key == "status" else escape(str(value)))
+            table.add_row(key, status if key == "status" else Text(str(value)))
     return table
 
 
@@ -349,6 +377,7 @@ def _git_text(git: dict) -> str:
 
 def _summary_table(summary: dict) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="summary", title_justify="left", header_style="bold")
     table.add_column("metric")
@@ -357,13 +386,14 @@ def _summary_table(summary: dict) -> Any:
         table.add_column(column, justify="right")
     for metric, entry in sorted(summary.items()):
         entry = entry if isinstance(entry, dict) else {"final": entry}
-        table.add_row(escape(metric), *(_text(entry.get(c)) for c in columns))
+        table.add_row(Text(metric), *(_text(entry.get(c)) for c in columns))
     return table
 
 
 def _files_table(run_dir: Path) -> Any:
     """Top-level files with sizes; folders (checkpoints/, diagnostics/) as totals."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="files", title_justify="left", box=None, show_header=False, pad_edge=False)
     table.add_column()
@@ -373,9 +403,9 @@ def _files_table(run_dir: Path) -> Any:
             sizes = [
                 os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(entry.path) for f in fs
             ]
-            table.add_row(f"{entry.name}/", f"{_size(sum(sizes))} in {len(sizes)} files")
+            table.add_row(Text(f"{entry.name}/"), f"{_size(sum(sizes))} in {len(sizes)} files")
         else:
-            table.add_row(entry.name, _size(entry.stat(follow_symlinks=False).st_size))
+            table.add_row(Text(entry.name), _size(entry.stat(follow_symlinks=False).st_size))
     return table
 
 

@@ -32,16 +32,22 @@ def default_runs_dir() -> Path:
 
 
 def find_run_dirs(path: str | os.PathLike) -> list[str]:
-    """Every run folder at or below `path` (not descending into run folders), unsorted."""
+    """Every run folder at or below `path`, unsorted.
+
+    Run folders are descended too (except their own `checkpoints/`, `plots/`...): a stray
+    run.json in a folder that holds runs (`runs/manual/run.json`) must hide none of them."""
     found: list[str] = []
     _walk(os.fspath(path), 0, found)
     return found
 
 
+_RUN_SUBFOLDERS = frozenset({"checkpoints", "plots", "diagnostics", "tensorboard", "wandb"})
+
+
 def _walk(path: str, depth: int, found: list[str]) -> None:
-    if os.path.isfile(os.path.join(path, RUN_FILE)):
+    is_run = os.path.isfile(os.path.join(path, RUN_FILE))
+    if is_run:
         found.append(path)
-        return
     if depth >= _MAX_DEPTH:
         return
     try:
@@ -49,31 +55,87 @@ def _walk(path: str, depth: int, found: list[str]) -> None:
     except OSError:  # vanished or unreadable: nothing to list there
         return
     for entry in entries:
-        if entry.name[0] != "." and entry.is_dir():
+        if entry.name[0] == "." or (is_run and entry.name in _RUN_SUBFOLDERS):
+            continue
+        if entry.is_dir():  # symlinked runs count (delete refuses those outside the root)
             _walk(entry.path, depth + 1, found)
+
+
+# run.json fields the commands read, and the JSON types each may have (None: null allowed).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "name": (str, type(None)), "status": (str,), "seed": (int, type(None)),
+    "created": (str, type(None)), "started": (str, type(None)), "ended": (str, type(None)),
+    "duration_s": (int, float, type(None)), "host": (str, type(None)),
+    "pid": (int, type(None)), "heartbeat": (int, float, type(None)),
+    "epoch": (int, type(None)), "step": (int, type(None)), "summary": (dict, type(None)),
+    "error": (dict, type(None)), "sweep": (dict, type(None)), "ensemble": (str, type(None)),
+    "git": (dict, type(None)), "versions": (dict, type(None)), "devices": (list, type(None)),
+    "command": (list, type(None)), "resumes": (int, type(None)),
+}
+
+
+def run_json_problem(info: Any) -> str | None:
+    """Why a parsed run.json cannot be a run's record (wrong shape or field types), or None."""
+    if not isinstance(info, dict):
+        return f"run.json holds a JSON {type(info).__name__}, not an object"
+    for key, types in _FIELD_TYPES.items():
+        value = info.get(key)
+        if key in info and (not isinstance(value, types) or (
+                isinstance(value, bool) and bool not in types)):
+            allowed = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            return f"run.json field '{key}' must be {allowed}, got {value!r:.80}"
+    summary = info.get("summary") or {}
+    bad = [m for m, e in summary.items() if not isinstance(e, (dict, int, float))]
+    if bad:
+        return f"run.json summary entry '{bad[0]}' must be a mapping or a number"
+    if any(not isinstance(c, str) for c in info.get("command") or []):
+        return "run.json field 'command' must be a list of strings"
+    return None
 
 
 def read_run(run_dir: str | os.PathLike, now: float | None = None) -> dict[str, Any]:
     """run.json of one run as a dict, plus `path`, with `status` made effective.
 
     When the effective status differs from the recorded one (a dead `running` run is
-    `crashed`), the recorded one is kept as `recorded_status`. An unreadable run.json
-    gives status `unreadable` and the reason in `error`, so that it still shows up.
+    `crashed`), the recorded one is kept as `recorded_status`. A run.json that cannot be
+    read, parsed, or has fields of the wrong type gives a record with only `id`, `path`,
+    status `unreadable` and the reason in `error`: it still shows up, and breaks nothing.
     """
     run_dir = os.fspath(run_dir)
     try:
-        with open(os.path.join(run_dir, RUN_FILE), "rb") as f:
-            info = json.loads(f.read())
-        if not isinstance(info, dict):
-            raise ValueError("run.json does not hold a JSON object")
+        info = _load_run_json(run_dir)
     except (OSError, ValueError) as e:
-        info = {"status": "unreadable", "error": {"type": type(e).__name__, "message": str(e)}}
+        return unreadable(run_dir, f"{type(e).__name__}: {e}")
     info.setdefault("id", os.path.basename(run_dir))
     info["path"] = run_dir
-    status = effective_status(info, now)
+    status = effective_status(info, now, run_dir)
     if status != info["status"]:
         info["recorded_status"], info["status"] = info["status"], status
     return info
+
+
+def read_run_json_or_empty(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The parsed run.json when it is a well-formed record, else {}."""
+    try:
+        return _load_run_json(os.fspath(run_dir))
+    except (OSError, ValueError):
+        return {}
+
+
+def _load_run_json(run_dir: str) -> dict[str, Any]:
+    """The parsed run.json; OSError, or ValueError saying what is wrong with it."""
+    with open(os.path.join(run_dir, RUN_FILE), "rb") as f:
+        info = json.loads(f.read())
+    problem = run_json_problem(info)
+    if problem:
+        raise ValueError(problem)
+    return info
+
+
+def unreadable(run_dir: str, reason: str) -> dict[str, Any]:
+    """The record of a run whose files cannot be read: status `unreadable`, reason in `error`."""
+    return {"id": os.path.basename(run_dir), "path": run_dir, "status": "unreadable",
+            "error": {"type": "Unreadable", "message": reason}}
 
 
 def load_runs(path: str | os.PathLike, now: float | None = None) -> list[dict[str, Any]]:
@@ -85,17 +147,67 @@ def load_runs(path: str | os.PathLike, now: float | None = None) -> list[dict[st
     return [read_run(d, now) for d in find_run_dirs(path)]
 
 
-def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run's resolved config.yaml as a dict ({} when missing or unreadable)."""
+MAX_CONFIG_BYTES = 1 << 20
+"""A run's config.yaml is a few KB; anything over 1 MB is not one."""
+MAX_CONFIG_VALUES = 100_000
+"""Values a config may expand to once YAML aliases are followed (an alias bomb: billions)."""
+
+
+def load_yaml_text(text: str | bytes, what: str) -> Any:
+    """YAML parsed with a safe loader, refused (ValueError) when it is too large or its
+    aliases expand to more than `MAX_CONFIG_VALUES` values (a "billion laughs" file)."""
     import yaml
 
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{what} is {len(text)} bytes (over {MAX_CONFIG_BYTES}): not a config")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser is ~10x faster
     try:
-        with open(os.path.join(os.fspath(run_dir), CONFIG_FILE), "rb") as f:
-            config = yaml.load(f, Loader=loader)  # noqa: S506 - a safe loader
-    except (OSError, yaml.YAMLError):
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what} is not valid YAML: {str(e)[:300]}") from None
+    if _expanded_size(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ValueError(f"{what} expands to over {MAX_CONFIG_VALUES} values through YAML "
+                         "aliases (an alias bomb?)")
+    return data
+
+
+def _expanded_size(data: Any, limit: int) -> int:
+    """Values in `data` counting every alias again; stops counting past `limit`."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def read_config_checked(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's resolved config.yaml as a dict; {} when missing; ValueError when broken."""
+    path = os.path.join(os.fspath(run_dir), CONFIG_FILE)
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
         return {}
-    return config if isinstance(config, dict) else {}
+    except OSError as e:
+        raise ValueError(f"{CONFIG_FILE} cannot be read: {e}") from None
+    config = load_yaml_text(text, CONFIG_FILE)
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{CONFIG_FILE} holds a {type(config).__name__}, not a mapping")
+    return config
+
+
+def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's resolved config.yaml as a dict ({} when missing or unreadable)."""
+    try:
+        return read_config_checked(run_dir)
+    except ValueError:
+        return {}
 
 
 def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:

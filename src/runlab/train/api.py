@@ -17,7 +17,8 @@ from typing import Any
 
 from runlab.config import config_diff, config_hash, save_config, validate_config
 from runlab.errors import ConfigError
-from runlab.runs.folder import CaptureOutput, RunRecord, new_run_id, read_run_json
+from runlab.runs.folder import CaptureOutput, RunRecord, make_run_folder
+from runlab.runs.lock import RunLock
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -130,16 +131,28 @@ def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal
 
 def create_run_dir(cfg: dict[str, Any], runs_dir: Path, run_dir: Path | None,
                    extra: dict[str, Any]) -> RunRecord:
+    """A new run folder (a fresh id under `<runs_dir>/manual`, or exactly `run_dir`), locked
+    by this process, with config.yaml, run.json (`created`) and the provenance files."""
     from runlab.runs.provenance import collect_provenance, write_provenance_files
 
-    run_id = run_dir.name if run_dir is not None else new_run_id(cfg["name"])
-    run_dir = run_dir if run_dir is not None else Path(runs_dir) / "manual" / run_id
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    cwd = Path.cwd()
-    record = RunRecord.create(run_dir, run_id, cfg["name"], cfg["seed"],
-                              config_hash=config_hash(cfg), **collect_provenance(cwd), **extra)
-    write_provenance_files(run_dir, cwd)
+    if run_dir is None:
+        run_dir = make_run_folder(Path(runs_dir) / "manual", cfg["name"])
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock.acquire(run_dir)
+    try:
+        if (run_dir / "run.json").exists():  # another process made it while we waited
+            raise ConfigError(f"{run_dir} already holds a run; resume it with "
+                              f"`runlab runs resume {run_dir}`")
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        cwd = Path.cwd()
+        record = RunRecord.create(run_dir, run_dir.name, cfg["name"], cfg["seed"], lock=lock,
+                                  config_hash=config_hash(cfg), **collect_provenance(cwd), **extra)
+        write_provenance_files(run_dir, cwd)
+    except BaseException:
+        lock.release()
+        raise
     return record
 
 
@@ -168,7 +181,7 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
                           writer, **p.trainer_kwargs(),
                           callbacks=callbacks, run_dir=run_dir, progress=console, csv=csv,
                           on_epoch=lambda t: record.update(epoch=t.state.epoch, step=t.state.step,
-                                                           summary=t.summary.data))
+                                                           summary=t.summary.data, durable=True))
         if resume_state is not None:
             trainer.load_checkpoint(resume_state)
         from runlab.train.startup import watch_first_step
@@ -181,16 +194,16 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
                 summary = trainer.fit()
         except Interrupted as e:
             name = signal.Signals(e.signum).name
+            _finish(record, trainer, writer, callbacks, "interrupted", signal=name)  # first: a
             print(f"runlab: {name} received: checkpoint saved at epoch {trainer.state.epoch} "
                   f"step {trainer.state.step}; resume with `runlab runs resume {record.info['id']}`")
-            _finish(record, trainer, writer, callbacks, "interrupted", signal=name)
-            return 128 + e.signum
+            return 128 + e.signum  # Ctrl-C right after the first must not skip recording the end
         except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-reported
-            traceback.print_exc()
             # `run_error`: the failure that caused this one, e.g. on another process of the run
             err = getattr(e, "run_error", None) or {
                 "type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
             _finish(record, trainer, writer, callbacks, "failed", error=err)
+            traceback.print_exception(e)
             if isinstance(e, KeyboardInterrupt):
                 return 130
             return EXIT_BAD_INPUT if isinstance(e, UnknownMonitor) else EXIT_FAILED
@@ -205,13 +218,23 @@ Runner = Callable[[Prepared, RunRecord, "dict[str, Any] | None"], int]
 
 
 def _finish(record: RunRecord, trainer, writer, callbacks, status: str, **fields: Any) -> None:
+    """Close callbacks and writers, then record the final status. A close that fails (a
+    full disk) turns a clean ending into `failed` with that error; it never keeps run.json
+    from being written."""
     s = trainer.state
     try:
         for cb in callbacks:
             cb.close()
         writer.close()
-    finally:
-        record.finish(status, epoch=s.epoch, step=s.step, summary=trainer.summary.data, **fields)
+    except KeyboardInterrupt:  # another Ctrl-C while closing: stop waiting, still record the end
+        print("runlab: stopped while closing the run's writers", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - recorded in run.json below
+        print(f"runlab: error: closing the run's writers failed: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        if status != "failed":
+            status, fields["error"] = "failed", {
+                "type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
+    record.finish(status, epoch=s.epoch, step=s.step, summary=trainer.summary.data, **fields)
 
 
 def _wait_plots(future) -> None:
@@ -238,29 +261,52 @@ def train(cfg: dict[str, Any], runs_dir: Path, run_dir: Path | None = None,
         return resume(run_dir, cfg=cfg, force=force, runner=runner)
     p = prepare(cfg)
     record = create_run_dir(cfg, runs_dir, run_dir, extra or {})
-    return runner(p, record, None)
+    try:
+        return runner(p, record, None)
+    finally:
+        record.release()
 
 
 def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False,
            runner: Runner = execute) -> int:
-    """Continue a run in its own folder from `checkpoints/last.pt`, same id."""
-    from runlab.config import load_config
-    from runlab.logging.csv import truncate_csv
-    from runlab.runs import checkpoint as ckpt
-    from runlab.runs.status import effective_status
+    """Continue a run in its own folder from `checkpoints/last.pt`, same id.
 
-    info = read_run_json(run_dir)
-    status = effective_status(info)
-    if status == "completed":
-        print(f"runlab: run {info['id']} is already completed; nothing to do")
-        return EXIT_OK
-    if status == "running":
-        raise ConfigError(f"run {info['id']} is running (pid {info.get('pid')} on {info.get('host')}); "
-                          "it cannot be resumed twice")
+    The run's lock is taken first: while another process trains, resumes or deletes the
+    run this raises RunBusy (exit 2) and touches nothing."""
+    record = _load_record(run_dir)
+    try:
+        p, state = _prepare_resume(record, cfg, force)
+        if p is None:
+            return EXIT_OK
+        return runner(p, record, state)
+    finally:
+        record.release()
+
+
+def _load_record(run_dir: Path) -> RunRecord:
+    try:
+        return RunRecord.load(run_dir)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot resume {run_dir}: its run.json is unreadable "
+                          f"({type(e).__name__}: {e})") from None
+
+
+def _prepare_resume(record: RunRecord, cfg: dict[str, Any] | None, force: bool
+                    ) -> tuple[Prepared | None, dict[str, Any] | None]:
+    """Check and build what resuming needs; (None, None) when the run is already completed."""
+    from runlab.config import load_config
+    from runlab.runs.status import alive_elsewhere
+
+    run_dir, info = record.dir, record.info
+    if info.get("status") == "completed":
+        print(f"runlab: run {info.get('id')} is already completed; nothing to do")
+        return None, None
+    if alive_elsewhere(info):
+        raise ConfigError(f"run {info.get('id')} is running (pid {info.get('pid')} on "
+                          f"{info.get('host')}); it cannot be resumed twice")
     stored = load_config(run_dir / "config.yaml")
     cfg = stored if cfg is None else cfg
-    last = run_dir / "checkpoints" / "last.pt"
-    state = ckpt.read(last) if last.exists() else None  # on the CPU, where RNG states must be
+    state, source = resume_checkpoint(run_dir)
     changes = config_diff(stored, cfg)
     if state is not None and state.config_hash != config_hash(cfg):  # e.g. config.yaml edited
         changes = changes or config_diff(state.config, cfg)
@@ -273,17 +319,66 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
         try:  # a forced change must still fit the weights it continues from
             p.model.load_state_dict(state.model)
         except RuntimeError as e:
-            raise ConfigError(f"checkpoint {last} does not fit the changed config: {e}") from None
-    record = RunRecord.load(run_dir)
-    record.info["resumes"] = int(record.info.get("resumes", 0)) + 1
+            raise ConfigError(f"checkpoint {source} does not fit the changed config: {e}") from None
+    info["resumes"] = int(info.get("resumes") or 0) + 1
     if cfg != stored:  # the folder records the config the run continues with
         save_config(cfg, run_dir / "config.yaml")
     if changes:
-        record.info["forced_changes"] = [*record.info.get("forced_changes", []), *changes]
+        info["forced_changes"] = [*info.get("forced_changes", []), *changes]
     for tmp in (run_dir / "checkpoints").glob(".*.tmp"):  # left by a kill during a checkpoint write
         tmp.unlink()
-    if state is not None and state.trainer["csv_offset"] is not None:
-        truncate_csv(run_dir / "metrics.csv", state.trainer["csv_offset"])
-    elif state is None:  # nothing to continue from: start over in the same folder
-        (run_dir / "metrics.csv").unlink(missing_ok=True)
-    return runner(p, record, state)
+    _restore_metrics(record, state)
+    return p, state
+
+
+def resume_checkpoint(run_dir: Path) -> tuple[Any, Path | None]:
+    """The checkpoint to resume from: last.pt, else best.pt when last.pt is missing or
+    unreadable (0 bytes, truncated, not a checkpoint), else None (start over). Each
+    unusable file is named in a warning."""
+    from runlab.runs import checkpoint as ckpt
+
+    folder = run_dir / "checkpoints"
+    for name in ("last.pt", "best.pt"):
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            state = ckpt.read(path)  # on the CPU, where RNG states must be
+        except Exception as e:  # noqa: BLE001 - any unreadable file: try the next one
+            _warn(f"checkpoint {path} is unusable ({type(e).__name__}: {str(e)[:200]})")
+            continue
+        if name != "last.pt":
+            _warn(f"resuming {run_dir.name} from {name} (epoch {state.epoch}, step "
+                  f"{state.step}): progress after it is trained again")
+        return state, path
+    return None, None
+
+
+def _restore_metrics(record: RunRecord, state: Any) -> None:
+    """Cut metrics.csv back to the checkpoint's offset, or remove it when starting over;
+    say so when rows are lost (a file shorter than the offset, or a restart from scratch)."""
+    from runlab.logging.csv import truncate_csv
+
+    csv = record.dir / "metrics.csv"
+    size = csv.stat().st_size if csv.exists() else 0
+    notes = []
+    if state is None:
+        if record.info.get("step") or size:
+            notes.append(f"run {record.dir.name} has no usable checkpoint: it restarts from "
+                         f"scratch and its metrics.csv ({size} bytes) is discarded")
+        csv.unlink(missing_ok=True)
+    elif state.trainer.get("csv_offset") is not None:
+        offset = state.trainer["csv_offset"]
+        if size < offset:
+            notes.append(f"metrics.csv of run {record.dir.name} is shorter ({size} bytes) than "
+                         f"its checkpoint recorded ({offset} bytes): rows logged before the "
+                         "checkpoint are lost (disk full, or the file was edited)")
+        truncate_csv(csv, offset)
+    for note in notes:
+        _warn(note)
+    if notes:
+        record.info["warnings"] = [*record.info.get("warnings", []), *notes]
+
+
+def _warn(message: str) -> None:
+    print(f"runlab: warning: {message}", file=sys.stderr)
