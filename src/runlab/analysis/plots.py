@@ -87,25 +87,51 @@ def plot_curves(
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     labels = group_labels(runs, keys)
-    for label, ids in runs.groupby(labels, sort=True)["run_id"]:
-        grid, values = align_curves([series[i] for i in ids], grid_points)
-        mean, low, high, _ = curve_band(values, ci)
-        (line,) = ax.plot(grid, mean, lw=1.5, label=f"{label} (n={len(ids)})")
-        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set(xlabel="step", ylabel=metric, title=f"{metric}: mean and {ci:.0%} CI over seeds")
+    if all(len(series[i][0]) == 1 for i in runs["run_id"]):  # test/*: one value per run
+        _plot_points(ax, runs, labels, ci)
+        ax.set(ylabel=metric, title=f"{metric}: runs, mean and {ci:.0%} CI over seeds")
+    else:
+        for label, ids in runs.groupby(labels, sort=True)["run_id"]:
+            grid, values = align_curves([series[i] for i in ids], grid_points)
+            mean, low, high, _ = curve_band(values, ci)
+            (line,) = ax.plot(grid, mean, lw=1.5, marker="o" if len(grid) < 3 else None,
+                              label=f"{label} (n={len(ids)})")
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, lw=0)
+        ax.set(xlabel="step", ylabel=metric, title=f"{metric}: mean and {ci:.0%} CI over seeds")
+        _legend(ax)
     if log_y:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    _legend(ax)
     return _finish(fig, save)
 
 
+def _plot_points(ax: Axes, runs: pd.DataFrame, labels: pd.Series, ci: float) -> None:
+    """A metric logged once per run: each group's runs as dots, its mean with CI error bars."""
+    groups = list(runs.groupby(labels, sort=True)["value"])
+    for x, (label, values) in enumerate(groups):
+        v = values.to_numpy(float)
+        mean, low, high, _ = curve_band(v[:, None], ci)
+        err = np.nan_to_num(np.vstack([mean - low, high - mean]))
+        ax.errorbar([x], mean, yerr=err, marker="o", ms=7, capsize=5, lw=2,
+                    label=f"{_short(str(label))} (n={len(v)})")
+        ax.scatter(np.full(len(v), x + 0.12), v, s=14, color="0.4", zorder=3)
+    ax.set_xticks(range(len(groups)), [_short(str(lab), 24) for lab, _ in groups],
+                  rotation=20 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center",
+                  fontsize=8)
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+
+
+def _short(label: str, limit: int = 48) -> str:
+    """Legend and tick labels stay readable: long ones are cut with an ellipsis."""
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
 def _legend(ax: Axes) -> None:
-    """Inside the axes for a few entries, to the right of it for many."""
-    if len(ax.get_legend_handles_labels()[0]) > 6:
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
-        ax.legend(fontsize="small")
+    """To the right of the axes, so that it never covers the data; long labels are cut."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, [_short(lab) for lab in labels], fontsize="x-small",
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def _numeric(values: pd.Series) -> bool:

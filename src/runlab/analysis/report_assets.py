@@ -8,11 +8,13 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-
 table { border-collapse: collapse; margin: .5rem 0; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
 td.text, th.text { text-align: left; }
+td.text { max-width: 28rem; overflow-wrap: anywhere; }
 th { background: #f4f4f4; position: sticky; top: 0; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
-tr.best td { background: #eaf6ea; }
+tr.best td { background: #cfeccf; } tr.tie td { background: #eef8ee; }
+.verdict { font-weight: 600; }
 .figs { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
 .figs img { max-width: 100%; border: 1px solid #eee; }
 .diag { display: inline-block; margin: 0 1rem 1rem 0; text-align: center; font-size: 12px; }
