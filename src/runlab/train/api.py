@@ -138,16 +138,18 @@ class _SignalStop:
 
 def create_run_dir(cfg: dict[str, Any], runs_dir: Path, run_dir: Path | None,
                    extra: dict[str, Any]) -> RunRecord:
-    from runlab.runs.provenance import collect_provenance, write_provenance_files
+    from runlab.runs.provenance import collect_provenance, same_git_state, write_provenance_files
 
     run_id = run_dir.name if run_dir is not None else new_run_id(cfg["name"])
     run_dir = run_dir if run_dir is not None else Path(runs_dir) / "manual" / run_id
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     cwd = Path.cwd()
-    record = RunRecord.create(run_dir, run_id, cfg["name"], cfg["seed"],
-                              config_hash=config_hash(cfg), **collect_provenance(cwd), **extra)
-    write_provenance_files(run_dir, cwd)
+    with same_git_state():  # one git call of each kind for both
+        record = RunRecord.create(run_dir, run_id, cfg["name"], cfg["seed"],
+                                  config_hash=config_hash(cfg),
+                                  **collect_provenance(cwd, cfg["plugins"]), **extra)
+        write_provenance_files(run_dir, cwd, cfg["plugins"])
     return record
 
 
