@@ -33,7 +33,7 @@ app.command("analyze")(analyze)
 app.command("report")(report)
 
 KINDS = ("models", "datasets", "losses", "optimizers", "schedulers", "hparam-schedules",
-         "diagnostics", "callbacks")
+         "diagnostics", "callbacks", "writers")
 
 
 def _parse_seeds(text: str) -> list[int]:

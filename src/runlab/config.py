@@ -67,7 +67,9 @@ DEFAULTS: dict[str, Any] = {
         "log_every_steps": 50,
         "console": True,
         "tensorboard": False,
-        "wandb": {"enabled": False, "project": "runlab", "entity": None, "mode": None, "tags": []},
+        "wandb": {"enabled": False, "project": "runlab", "entity": None, "mode": None, "tags": [],
+                  "group": None, "job_type": None},
+        "writers": [],
     },
 }
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Parameters every component receives from the framework, never from the config.
-FRAMEWORK_PARAMS = ("meta", "root", "params", "optimizer", "self", "args", "kwargs")
+FRAMEWORK_PARAMS = ("meta", "root", "params", "optimizer", "self", "args", "kwargs", "context")
 
 
 @dataclass
@@ -152,6 +152,7 @@ SCHEDULERS = Registry("scheduler", _loader("runlab.optim"))
 HPARAM_SCHEDULES = Registry("hparam schedule", _loader("runlab.hparams"))
 DIAGNOSTICS = Registry("diagnostic", _loader("runlab.diagnostics.builtins"))
 CALLBACKS = Registry("callback", _loader("runlab.train.callbacks"))
+WRITERS = Registry("writer", _loader("runlab.logging.builtins"))
 
 REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
@@ -162,4 +163,5 @@ REGISTRIES: dict[str, Registry] = {
     "hparam-schedules": HPARAM_SCHEDULES,
     "diagnostics": DIAGNOSTICS,
     "callbacks": CALLBACKS,
+    "writers": WRITERS,
 }

@@ -247,5 +247,8 @@ def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
         problems += validate_diagnostics(cfg["diagnostics"])  # model checks follow in prepare()
     problems += check_list(cfg.get("callbacks") or [], "callbacks", CALLBACKS, ("name",))
     problems += _check_section_keys(cfg.get("logging"), "logging", tuple(DEFAULTS["logging"]))
+    from runlab.logging.builtins import validate_logging
+
+    problems += validate_logging(cfg.get("logging"))
     if problems:
         raise ConfigError(problems)

@@ -83,7 +83,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
 
 def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal,
                  resume_state: dict[str, Any] | None):
-    """CSV always; console, TensorBoard and wandb as the config says."""
+    """CSV always; the console and the writers the config names (`logging.builtins`)."""
     from runlab.logging.base import MultiWriter
     from runlab.logging.csv import CSVWriter
 
@@ -96,20 +96,12 @@ def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal
 
         console = ConsoleWriter(stream=terminal)
         writers.append(console)
-    if lg["tensorboard"]:
-        from runlab.logging.tensorboard import TensorBoardWriter
+    from runlab.logging.base import WriterContext
+    from runlab.logging.builtins import build_writers
 
-        writers.append(TensorBoardWriter(run_dir / "tensorboard"))
-    wb = lg["wandb"]
-    if wb and wb.get("enabled"):
-        from runlab.logging.wandb import WandbWriter
-
-        prev = (record.info.get("wandb") or {}).get("id")
-        w = WandbWriter(run_dir, cfg, cfg["name"], run_id=prev, project=wb.get("project") or "runlab",
-                        entity=wb.get("entity"), mode=wb.get("mode"), tags=wb.get("tags") or (),
-                        resume=resume_state is not None and prev is not None)
-        record.update(wandb={"id": w.run_id, "mode": w.mode})
-        writers.append(w)
+    context = WriterContext(run_dir, cfg, record.info["id"], cfg["name"], record.info,
+                            resume=resume_state is not None, record=record.update)
+    writers += build_writers(lg, context)
     return MultiWriter(writers), csv, console
 
 
@@ -214,11 +206,13 @@ Runner = Callable[[Prepared, RunRecord, "dict[str, Any] | None"], int]
 
 
 def _finish(record: RunRecord, trainer, writer, callbacks, status: str, **fields: Any) -> None:
+    from runlab.logging.base import end_run
+
     s = trainer.state
     try:
         for cb in callbacks:
             cb.close()
-        writer.close()
+        end_run(writer, trainer.cfg, trainer.summary.data, status, fields.get("signal"))
     finally:
         record.finish(status, epoch=s.epoch, step=s.step, summary=trainer.summary.data, **fields)
 
