@@ -1,8 +1,10 @@
 """Matplotlib figures over a RunSet. Each function returns a `Figure` (no pyplot state)
-and saves it when `save=` names a file."""
+and saves it when `save=` names a file. The figures show themselves in Jupyter as the
+value of a cell (`_repr_png_`), with or without `%matplotlib inline`."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 
@@ -21,6 +23,15 @@ from runlab.analysis.stats import t_critical
 from runlab.analysis.summary import metric_goal
 
 PathLike = str | os.PathLike | None
+
+
+class AnalysisFigure(Figure):
+    """A Figure that Jupyter displays without pyplot or `%matplotlib inline`."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        return buf.getvalue()
 
 
 def _finish(fig: Figure, save: PathLike) -> Figure:
@@ -84,7 +95,7 @@ def plot_curves(
     keys = resolve_group_keys(rs, by)
     runs = run_values(rs, metric).dropna(subset=["value"])
     series = _run_series(rs, metric)
-    fig = Figure(figsize=(6.4, 4.0))
+    fig = AnalysisFigure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     labels = group_labels(runs, keys)
     if all(len(series[i][0]) == 1 for i in runs["run_id"]):  # test/*: one value per run
@@ -156,7 +167,7 @@ def plot_metric_vs_param(
     combination of the other group keys (default: the other varying keys)."""
     others = [k for k in resolve_group_keys(rs, by) if k != param]
     table = aggregate(rs, metric, stat, by=[param, *others], ci=ci, goal=goal)
-    fig = Figure(figsize=(6.4, 4.0))
+    fig = AnalysisFigure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     numeric = _numeric(table[param])
     if not numeric:
@@ -192,7 +203,7 @@ def plot_parallel_coordinates(
     params = list(params) if params is not None else resolve_group_keys(rs, None)
     df = run_values(rs, metric, stat, goal).dropna(subset=["value"])
     axes = [*params, "value"]
-    fig = Figure(figsize=(max(6.4, 1.6 * len(axes)), 4.0))
+    fig = AnalysisFigure(figsize=(max(6.4, 1.6 * len(axes)), 4.0))
     ax = fig.add_subplot()
     coords, ticks = [], []
     for name in axes:
@@ -250,7 +261,7 @@ def plot_param_importance(
 ) -> Figure:
     """Horizontal bars of `param_importance` (fANOVA share of the metric's variance)."""
     imp = param_importance(rs, metric, stat, params, goal).sort_values()
-    fig = Figure(figsize=(6.4, 0.5 + 0.45 * max(len(imp), 1)))
+    fig = AnalysisFigure(figsize=(6.4, 0.5 + 0.45 * max(len(imp), 1)))
     ax = fig.add_subplot()
     ax.barh(imp.index, imp.to_numpy(), color="tab:blue")
     ax.set(xlabel="importance (fANOVA)", xlim=(0, 1),
