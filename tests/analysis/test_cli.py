@@ -113,3 +113,15 @@ def test_real_cli_end_to_end(sweep_dir):
     assert [r["model.width"] for r in json.loads(ok.stdout)] == [32, 64]
     bad = subprocess.run([*run, "-m", "val/ac"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Did you mean 'val/acc'?" in bad.stderr
+
+
+def test_report_takes_metric_and_by(sweep_dir, tmp_path):
+    out = tmp_path / "r.html"
+    res = invoke("report", sweep_dir, "-o", out, "-m", "val/acc", "-m", "train/*",
+                 "--by", "model.width")
+    assert res.exit_code == 0, res.output
+    page = out.read_text(encoding="utf-8")
+    assert page.index("Summary: val/acc") < page.index("Summary: train/loss")
+    assert "grouped by model.width;" in page and "main metric <b>val/acc</b>\n(maximize" in page
+    bad = invoke("report", sweep_dir, "-o", out, "--by", "model.widht")
+    assert bad.exit_code == 2 and "Did you mean 'model.width'?" in bad.stderr
