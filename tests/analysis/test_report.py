@@ -172,3 +172,51 @@ def test_ab_report_renders_in_headless_chromium(ab_report, tmp_path):
     pixels = mpimg.imread(shot)[..., :3]
     green = (np.abs(pixels - np.array([0xcf, 0xec, 0xcf]) / 255).max(axis=-1) < 0.02).mean()
     assert green > 0.001  # the best row's shading is on screen, near the top
+
+
+# Picks the second metric, hovers the chart, drags across part of it, then double-clicks.
+CHART_PROBE = """<script>
+window.addEventListener("load", function () {
+  var box = document.getElementById("chart"), svg = box.querySelector("svg");
+  var select = box.querySelector("select"), out = {metrics: [].map.call(select.options, function (o) { return o.value; })};
+  function mouse(type, frac) {
+    var r = svg.getBoundingClientRect();
+    svg.dispatchEvent(new MouseEvent(type, {bubbles: true, clientX: r.left + frac * r.width,
+                                            clientY: r.top + r.height / 2}));
+  }
+  out.first = [svg.querySelectorAll("polyline.curve").length, svg.querySelectorAll("polygon.band").length];
+  select.value = select.options[1].value; select.dispatchEvent(new Event("change"));
+  out.picked = select.value;
+  mouse("mousemove", 0.5); out.tip = box.querySelector(".tip").textContent;
+  out.full = [+svg.getAttribute("data-x0"), +svg.getAttribute("data-x1")];
+  mouse("mousedown", 0.3); mouse("mouseup", 0.6);
+  out.zoomed = [+svg.getAttribute("data-x0"), +svg.getAttribute("data-x1")];
+  svg.dispatchEvent(new MouseEvent("dblclick", {bubbles: true}));
+  out.reset = [+svg.getAttribute("data-x0"), +svg.getAttribute("data-x1")];
+  out.errors = document.getElementById("js-errors").textContent;
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.browser
+def test_interactive_chart_picks_metrics_hovers_and_zooms(ab_report, tmp_path):
+    _chromium()
+    page = ab_report.read_text(encoding="utf-8")
+    assert "<svg" in page and 'id="curves"' in page
+    probe = tmp_path / "chart.html"
+    probe.write_text(page.replace("</body>", CHART_PROBE + "</body>"))
+    res = _run_chromium(["--virtual-time-budget=10000", "--window-size=1280,2000", "--dump-dom",
+                         probe.as_uri()], tmp_path, "chart")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout, re.S)
+    assert found, res.stderr[-2000:]
+    out = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert out["errors"] == ""
+    assert out["metrics"][0] == "val/acc" and "test/acc" not in out["metrics"]  # logged once
+    assert out["first"] == [2, 2]  # a mean line and a CI band per setting
+    assert out["picked"] == out["metrics"][1]
+    assert "optimizer.lr=0.01  step " in out["tip"] and "optimizer.lr=0.05  step " in out["tip"]
+    assert out["full"] == [1, 10]
+    assert out["full"][0] < out["zoomed"][0] < out["zoomed"][1] < out["full"][1]
+    assert out["reset"] == out["full"]

@@ -78,6 +78,25 @@ def _run_series(rs: RunSet, metric: str) -> dict[str, tuple[np.ndarray, np.ndarr
             for rid, g in m.groupby("run_id", observed=True)}
 
 
+def curve_bands(
+    rs: RunSet, metric: str, by: str | Sequence[str] | None = None, ci: float = 0.95,
+    grid_points: int = 200,
+) -> list[dict]:
+    """Per group: `label`, `n` runs, and on one step grid the `mean` with its `ci` band
+    (`low`, `high`), as numpy arrays. What `plot_curves` and the report's interactive
+    chart draw."""
+    keys = resolve_group_keys(rs, by)
+    runs = run_values(rs, metric).dropna(subset=["value"])
+    series = _run_series(rs, metric)
+    out = []
+    for label, ids in runs.groupby(group_labels(runs, keys), sort=True)["run_id"]:
+        grid, values = align_curves([series[i] for i in ids], grid_points)
+        mean, low, high, _ = curve_band(values, ci)
+        out.append({"label": str(label), "n": len(ids), "step": grid, "mean": mean,
+                    "low": low, "high": high})
+    return out
+
+
 def plot_curves(
     rs: RunSet,
     metric: str,
@@ -97,17 +116,16 @@ def plot_curves(
     series = _run_series(rs, metric)
     fig = AnalysisFigure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
-    labels = group_labels(runs, keys)
     if all(len(series[i][0]) == 1 for i in runs["run_id"]):  # test/*: one value per run
-        _plot_points(ax, runs, labels, ci)
+        _plot_points(ax, runs, group_labels(runs, keys), ci)
         ax.set(ylabel=metric, title=f"{metric}: runs, mean and {ci:.0%} CI over seeds")
     else:
-        for label, ids in runs.groupby(labels, sort=True)["run_id"]:
-            grid, values = align_curves([series[i] for i in ids], grid_points)
-            mean, low, high, _ = curve_band(values, ci)
-            (line,) = ax.plot(grid, mean, lw=1.5, marker="o" if len(grid) < 3 else None,
-                              label=f"{label} (n={len(ids)})")
-            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, lw=0)
+        for band in curve_bands(rs, metric, keys, ci, grid_points):
+            (line,) = ax.plot(band["step"], band["mean"], lw=1.5,
+                              marker="o" if len(band["step"]) < 3 else None,
+                              label=f"{band['label']} (n={band['n']})")
+            ax.fill_between(band["step"], band["low"], band["high"], color=line.get_color(),
+                            alpha=0.2, lw=0)
         ax.set(xlabel="step", ylabel=metric, title=f"{metric}: mean and {ci:.0%} CI over seeds")
         _legend(ax)
     if log_y:

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import html
 import io
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from runlab.analysis.grouping import (
 )
 from runlab.analysis.load import RunSet, as_text, load_runs
 from runlab.analysis.objective import AUXILIARY, Objective, default_metric, objectives
-from runlab.analysis.report_assets import CSS, ERROR_HOOK, SORT_JS
+from runlab.analysis.report_assets import CHART_CSS, CHART_JS, CSS, ERROR_HOOK, SORT_JS
 from runlab.analysis.stats import BEST, TIE
 from runlab.errors import ConfigError
 
@@ -34,6 +35,7 @@ __all__ = ["default_metric", "write_report"]
 
 _STEP_PNG = re.compile(r"^step-(\d+)\.png$")
 MAX_RUN_ROWS = 500
+MAX_CHART_METRICS = 30
 
 
 def write_report(
@@ -79,7 +81,7 @@ def write_report(
 <html lang="en"><head><meta charset="utf-8">
 <title>runlab report: {_e(metric)}</title>
 <script>{ERROR_HOOK}</script>
-<style>{CSS}</style></head>
+<style>{CSS}{CHART_CSS}</style></head>
 <body>
 <h1>runlab report</h1>
 <p class="meta">{len(rs)} runs ({_e(statuses)}) from {_e(", ".join(sources[:5]))}
@@ -89,6 +91,7 @@ generated {dt.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>
 <pre id="js-errors"></pre>
 {"".join(sections)}
 <script>{SORT_JS}</script>
+<script>{CHART_JS}</script>
 </body></html>
 """
     out = Path(output)
@@ -164,7 +167,28 @@ def _curve_metrics(rs: RunSet, first: list[str], limit: int) -> list[str]:
 def _curves_section(rs: RunSet, first: list[str], keys: list[str], limit: int) -> str:
     imgs = [_img(plots.plot_curves(rs, m, by=keys), f"learning curve {m}")
             for m in _curve_metrics(rs, first, limit)]
-    return f"<h2>Learning curves</h2><div class=figs>{''.join(imgs)}</div>"
+    return f"<h2>Learning curves</h2>{_chart(rs, first, keys)}<div class=figs>{''.join(imgs)}</div>"
+
+
+def _chart(rs: RunSet, first: list[str], keys: list[str]) -> str:
+    """The interactive chart over every metric logged at two or more steps (inline SVG and
+    script: works offline from a file:// URL)."""
+    data = {}
+    for m in _curve_metrics(rs, first, MAX_CHART_METRICS):
+        bands = plots.curve_bands(rs, m, keys)
+        if any(len(b["step"]) > 1 for b in bands):
+            data[m] = [{"label": b["label"], "n": b["n"], "step": b["step"].tolist(),
+                        **{k: [None if not np.isfinite(v) else float(v) for v in b[k]]
+                           for k in ("mean", "low", "high")}} for b in bands]
+    if not data:
+        return ""
+    options = "".join(f"<option>{_e(m)}</option>" for m in data)
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    return (f'<div class=chart id=chart><label>metric <select>{options}</select></label> '
+            "<span class=note>hover for values; drag across steps to zoom, double-click to "
+            'reset</span><br><svg viewBox="0 0 760 360" width="760" height="360"></svg>'
+            f'<div class=legend></div><div class=tip></div></div>'
+            f'<script type="application/json" id="curves">{payload}</script>')
 
 
 def _effects_section(rs: RunSet, o: Objective, keys: list[str]) -> str:
