@@ -18,7 +18,26 @@ FULL, LAST = 1, 4
 
 
 def records(path: Path) -> Iterator[Any]:
-    """Every `wandb_internal_pb2.Record` in the log, in order."""
+    """Every `wandb_internal_pb2.Record` in the log, in order, once it is complete."""
+    return iter(_settled(path))
+
+
+def _settled(path: Path, wait_s: float = 15.0) -> list[Any]:
+    """The log's records once W&B's service process has written the `exit` record:
+    `run.finish()` may return a moment before it (seen with several runs in one process).
+    A log that never gets one (a killed process) is read as it is after `wait_s`."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = list(_read(path))
+        if any(r.WhichOneof("record_type") == "exit" for r in found) \
+                or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def _read(path: Path) -> Iterator[Any]:
     from wandb.proto import wandb_internal_pb2 as wandb_pb
 
     data = path.read_bytes()

@@ -33,7 +33,7 @@ app.command("analyze")(analyze)
 app.command("report")(report)
 
 KINDS = ("models", "datasets", "losses", "optimizers", "schedulers", "hparam-schedules",
-         "diagnostics", "callbacks", "steps", "transforms")
+         "diagnostics", "callbacks", "steps", "transforms", "writers")
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -150,6 +150,57 @@ def list_components(
         src = "" if entry.source == "runlab" else f" [{entry.source}]"
         table.add_row(entry.name, entry.description + src, entry.describe_params())
     Console(width=max(120, Console().width)).print(table)
+
+
+@app.command("eval")
+def evaluate(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix, or run folder.")],
+    checkpoint: Annotated[str, typer.Option(
+        "--checkpoint", "-c", help="last, best, another kept checkpoint's name, or a .pt file.")] = "last",
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
+    device: Annotated[str | None, typer.Option("--device", help="Default: the run's trainer.device.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Runs root.")] = None,
+) -> None:
+    """Evaluate a run's saved weights on a split with the run's own loss and metrics."""
+    from runlab.saved import load_run
+
+    with usage_errors():
+        loaded = load_run(run, checkpoint, device=device, runs_dir=runs_dir)
+        metrics = loaded.evaluate(split)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    typer.echo(f"{loaded.path.name}  {loaded.checkpoint.name} (epoch {loaded.epoch}, "
+               f"step {loaded.step})  split {split}")
+    for name, value in metrics.items():
+        typer.echo(f"  {name} {value:.6g}")
+
+
+@app.command("diagnose")
+def diagnose(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix, or run folder.")],
+    diagnostic: Annotated[str, typer.Option(
+        "--diagnostic", "-d", help="A registered diagnostic (runlab list diagnostics).")],
+    params: Annotated[list[str] | None, typer.Argument(
+        help="The diagnostic's parameters as KEY=VALUE, e.g. n=32.")] = None,
+    checkpoint: Annotated[str, typer.Option(
+        "--checkpoint", "-c", help="last, best, another kept checkpoint's name, or a .pt file.")] = "last",
+    device: Annotated[str | None, typer.Option("--device", help="Default: the run's trainer.device.")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Runs root.")] = None,
+) -> None:
+    """Run a diagnostic on a run's saved weights; outputs go to the run's diagnostics/ folder."""
+    from runlab.config import parse_overrides
+    from runlab.saved import load_run
+
+    with usage_errors():
+        kwargs = dict(parse_overrides(list(params or [])))
+        loaded = load_run(run, checkpoint, device=device, runs_dir=runs_dir)
+        result = loaded.diagnose(diagnostic, **kwargs)
+    for name, value in result["scalars"].items():
+        typer.echo(f"  {name} {value:.6g}" if isinstance(value, float) else f"  {name} {value}")
+    for file in result["files"]:
+        typer.echo(f"wrote {file}")
 
 
 @app.command()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Parameters every component receives from the framework, never from the config.
-FRAMEWORK_PARAMS = ("meta", "root", "params", "optimizer", "self", "args", "kwargs")
+FRAMEWORK_PARAMS = ("meta", "root", "params", "optimizer", "self", "args", "kwargs", "context")
 
 
 @dataclass
@@ -154,6 +154,7 @@ DIAGNOSTICS = Registry("diagnostic", _loader("runlab.diagnostics.builtins"))
 CALLBACKS = Registry("callback", _loader("runlab.train.callbacks"))
 STEPS = Registry("step", _loader("runlab.train.step"))
 TRANSFORMS = Registry("transform", _loader("runlab.data.transforms"))
+WRITERS = Registry("writer", _loader("runlab.logging.builtins"))
 
 REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
@@ -166,4 +167,5 @@ REGISTRIES: dict[str, Registry] = {
     "callbacks": CALLBACKS,
     "steps": STEPS,
     "transforms": TRANSFORMS,
+    "writers": WRITERS,
 }

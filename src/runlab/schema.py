@@ -120,6 +120,8 @@ class WandbConfig:
     entity: str | None = key(None)
     mode: Literal["online", "offline", "disabled"] | None = key(None)
     tags: list[str] = key([])
+    group: str | None = key(None)  # default: the sweep setting or the ensemble id
+    job_type: str | None = key(None)  # default: sweep, ensemble or train
 
 
 @dataclass
@@ -128,6 +130,7 @@ class LoggingConfig:
     console: bool = key(True)
     tensorboard: bool = key(False)
     wandb: WandbConfig = key(dataclasses.asdict(WandbConfig()))
+    writers: Any = key([])  # [{name: <registered writer>, **params}]: runlab.logging.builtins
 
 
 @dataclass

@@ -275,5 +275,8 @@ def validate_config(cfg: dict[str, Any], load: bool = True) -> None:
         problems += validate_diagnostics(cfg["diagnostics"])  # model checks follow in prepare()
     problems += check_list(cfg.get("callbacks") or [], "callbacks", CALLBACKS, ("name",))
     problems += check_section(cfg.get("metrics")) or check_early_stopping(cfg)
+    from runlab.logging.builtins import validate_logging
+
+    problems += validate_logging(cfg.get("logging"))
     if problems:
         raise ConfigError(problems)

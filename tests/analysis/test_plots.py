@@ -97,3 +97,34 @@ def test_heterogeneous_runs(tmp_path, make_run):
     plot_parallel_coordinates(rs, "val/loss")
     assert param_importance(rs, "val/loss").sum() == pytest.approx(1.0)
     assert "none" in write_report(rs, tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_metric_logged_once_is_drawn_as_points_with_error_bars(tmp_path, make_run):
+    """test/acc has one value per run: no empty axes, a mean with CI bars per group."""
+    values = {0.01: [0.80, 0.82, 0.81], 0.1: [0.90, 0.86, 0.88]}
+    for lr, accs in values.items():
+        for seed, acc in enumerate(accs):
+            make_run(tmp_path, f"lr{lr}", {"seed": seed, "optimizer": {"lr": lr}},
+                     {"val/acc": [0.5, acc], "test/acc": ([20], [acc])})
+    fig = plot_curves(load_runs(tmp_path), "test/acc")
+    ax = fig.axes[0]
+    assert len(ax.containers) == 2  # one errorbar per group
+    for container, accs in zip(ax.containers, values.values(), strict=True):
+        line, _, (bars,) = container
+        assert line.get_marker() == "o"
+        assert line.get_ydata()[0] == pytest.approx(np.mean(accs))
+        low, high = stats.t.interval(0.95, 2, loc=np.mean(accs), scale=stats.sem(accs))
+        np.testing.assert_allclose(bars.get_segments()[0][:, 1], [low, high], atol=1e-9)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["optimizer.lr=0.01",
+                                                             "optimizer.lr=0.1"]
+
+
+def test_legends_sit_outside_the_axes_and_long_labels_are_cut(tmp_path, make_run):
+    for seed in range(2):
+        for w in (1, 2):
+            make_run(tmp_path, f"w{w}", {"seed": seed, "model": {"name": "x" * 80 + str(w)}},
+                     {"val/loss": [1.0, 0.5 + seed + w]})
+    fig = plot_curves(load_runs(tmp_path), "val/loss")
+    legend = fig.axes[0].get_legend()
+    assert legend.get_bbox_to_anchor().x0 > fig.axes[0].get_window_extent().x1 - 1
+    assert all(len(t.get_text()) <= 48 for t in legend.get_texts())

@@ -14,6 +14,7 @@ import pytest
 
 from runlab.analysis import load_runs, write_report
 from runlab.analysis.report import default_metric
+from runlab.analysis.synthetic import make_run
 
 from .conftest import build_sweep
 
@@ -58,11 +59,12 @@ def test_report_is_self_contained(report):
     page = report.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<script src" not in page and "<link" not in page
-    for section in ("Summary: val/loss", "Learning curves", "Parameter effects",
+    for section in ("Summary: val/loss", "Runs: val/loss", "Learning curves", "Parameter effects",
                     "Best runs: latest diagnostics", "Config differences between groups"):
         assert section in page
     pngs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(pngs) >= 3 + 2 + 2 + 3  # curves, metric-vs-param, parallel+importance, diags
+    assert "not distinguishable at 95%" in page and "<th class=\"\">welch_p_holm</th>" in page
     assert all(base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert page.count("reconstructions step 20") == 3 and "step 10" not in page  # latest only
     assert "<td class=\"text\">[32, 32]</td>" in page  # model.hidden differs between groups
@@ -100,7 +102,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert found, res.stderr[-2000:]
     result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert result["ready"] == "1" and result["errors"] == ""
-    assert result["images"] >= 10 and result["broken"] == 0 and result["tables"] >= 4
+    assert result["images"] >= 10 and result["broken"] == 0 and result["tables"] >= 3
     assert result["asc"] == sorted(result["asc"]) and result["desc"] == result["asc"][::-1]
 
     shot = tmp_path / "shot.png"
@@ -113,3 +115,108 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     not_white = (pixels < 0.95).any(axis=-1).mean()
     assert pixels.std() > 0.05 and not_white > 0.05, (pixels.std(), not_white)
     assert np.unique(pixels.reshape(-1, 3), axis=0).shape[0] > 100  # plots, not flat fills
+
+
+def build_ab_sweep(base: Path) -> Path:
+    """A 2 settings x 3 seeds sweep folder whose sweep.yaml optimises val/acc; test/acc is
+    logged once per run; the runs differ in their diagnostics list and logging too."""
+    root = base / "sweeps" / "ab"
+    root.mkdir(parents=True)
+    spec = {"name": "ab", "metric": {"name": "val/acc", "goal": "maximize", "stat": "final"},
+            "parameters": {"optimizer.lr": {"values": [0.01, 0.05]}}}
+    (root / "sweep.yaml").write_text(json.dumps(spec))
+    accs = {0.01: [0.81, 0.80, 0.84], 0.05: [0.83, 0.86, 0.82]}
+    for lr, finals in accs.items():
+        for seed, acc in enumerate(finals):
+            diags = [{"name": "weights_and_grads", "every": 1 + seed}] * (seed + 1)
+            cfg = {"seed": seed, "optimizer": {"name": "adam", "lr": lr}, "diagnostics": diags,
+                   "logging": {"tensorboard": bool(seed % 2)}}
+            loss = np.linspace(1.0, 1 - acc, 10)
+            make_run(root, f"ab-lr{lr}-s{seed}", cfg,
+                     {"val/loss": loss, "val/acc": 1 - loss, "train/loss": loss - 0.05,
+                      "test/acc": ([10], [acc - 0.01])}, sweep={"name": "ab"})
+    return root
+
+
+@pytest.fixture(scope="module")
+def ab_report(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("ab")
+    return write_report(build_ab_sweep(base), base / "ab.html")
+
+
+def test_report_leads_with_the_sweeps_metric_and_says_when_settings_tie(ab_report):
+    page = ab_report.read_text(encoding="utf-8")
+    headings = re.findall(r"<h2>(.*?)</h2>", page)
+    assert headings[0] == "Summary: val/acc"
+    assert "Parameter effects" in headings and "Best runs: latest diagnostics" not in headings
+    first = page[page.index("<h2>Summary: val/acc"):page.index("<h2>", page.index("Summary") + 5)]
+    assert "best mean: optimizer.lr=0.05; not distinguishable at 95% from: optimizer.lr=0.01" \
+        in first
+    for column in ("diff", "diff_ci_low", "diff_ci_high", "hedges_g", "welch_p_holm",
+                   "mw_p_holm", "verdict"):
+        assert f">{column}</th>" in first
+    assert first.count("<tr class=best>") == 1 and first.count("<tr class=tie>") == 1
+    assert "grouped by optimizer.lr;" in page  # not by the diagnostics list or logging keys
+    assert "parameter importance" not in page.lower() and "parallel coordinates" not in page
+    assert 'alt="learning curve test/acc"' in page
+
+
+@pytest.mark.browser
+def test_ab_report_renders_in_headless_chromium(ab_report, tmp_path):
+    shot = tmp_path / "ab.png"
+    res = _run_chromium([f"--screenshot={shot}", "--window-size=1280,1600", ab_report.as_uri()],
+                        tmp_path, "ab")
+    assert shot.exists(), res.stderr[-2000:]
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)[..., :3]
+    green = (np.abs(pixels - np.array([0xcf, 0xec, 0xcf]) / 255).max(axis=-1) < 0.02).mean()
+    assert green > 0.001  # the best row's shading is on screen, near the top
+
+
+# Picks the second metric, hovers the chart, drags across part of it, then double-clicks.
+CHART_PROBE = """<script>
+window.addEventListener("load", function () {
+  var box = document.getElementById("chart"), svg = box.querySelector("svg");
+  var select = box.querySelector("select"), out = {metrics: [].map.call(select.options, function (o) { return o.value; })};
+  function mouse(type, frac) {
+    var r = svg.getBoundingClientRect();
+    svg.dispatchEvent(new MouseEvent(type, {bubbles: true, clientX: r.left + frac * r.width,
+                                            clientY: r.top + r.height / 2}));
+  }
+  out.first = [svg.querySelectorAll("polyline.curve").length, svg.querySelectorAll("polygon.band").length];
+  select.value = select.options[1].value; select.dispatchEvent(new Event("change"));
+  out.picked = select.value;
+  mouse("mousemove", 0.5); out.tip = box.querySelector(".tip").textContent;
+  out.full = [+svg.getAttribute("data-x0"), +svg.getAttribute("data-x1")];
+  mouse("mousedown", 0.3); mouse("mouseup", 0.6);
+  out.zoomed = [+svg.getAttribute("data-x0"), +svg.getAttribute("data-x1")];
+  svg.dispatchEvent(new MouseEvent("dblclick", {bubbles: true}));
+  out.reset = [+svg.getAttribute("data-x0"), +svg.getAttribute("data-x1")];
+  out.errors = document.getElementById("js-errors").textContent;
+  var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.browser
+def test_interactive_chart_picks_metrics_hovers_and_zooms(ab_report, tmp_path):
+    _chromium()
+    page = ab_report.read_text(encoding="utf-8")
+    assert "<svg" in page and 'id="curves"' in page
+    probe = tmp_path / "chart.html"
+    probe.write_text(page.replace("</body>", CHART_PROBE + "</body>"))
+    res = _run_chromium(["--virtual-time-budget=10000", "--window-size=1280,2000", "--dump-dom",
+                         probe.as_uri()], tmp_path, "chart")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', res.stdout, re.S)
+    assert found, res.stderr[-2000:]
+    out = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert out["errors"] == ""
+    assert out["metrics"][0] == "val/acc" and "test/acc" not in out["metrics"]  # logged once
+    assert out["first"] == [2, 2]  # a mean line and a CI band per setting
+    assert out["picked"] == out["metrics"][1]
+    assert "optimizer.lr=0.01  step " in out["tip"] and "optimizer.lr=0.05  step " in out["tip"]
+    assert out["full"] == [1, 10]
+    assert out["full"][0] < out["zoomed"][0] < out["zoomed"][1] < out["full"][1]
+    assert out["reset"] == out["full"]

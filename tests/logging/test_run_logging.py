@@ -26,12 +26,14 @@ import numpy as np
 import pytest
 import yaml
 
-from wandb_records import history, run_record
+from wandb_records import history, records, run_record
 
 pytest.importorskip("wandb")
+pytest.importorskip("mlflow")
 EventAccumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator"
 ).EventAccumulator
+plugin_data_pb2 = pytest.importorskip("tensorboard.plugins.hparams.plugin_data_pb2")
 
 FAILING = Path(__file__).parent / "plugins" / "failing_diagnostic.py"
 RESUME_HOOKS = Path(__file__).parents[1] / "train" / "plugins" / "resume_hooks.py"
@@ -65,11 +67,13 @@ VAE: dict[str, Any] = {
         "log_every_steps": 3,
         "tensorboard": True,
         "wandb": {"enabled": True, "mode": "offline", "project": "runlab-tests"},
+        "writers": [{"name": "mlflow", "experiment": "runlab-tests"}],  # ./mlruns in the root
     },
 }
 # The same run, stoppable at a step by $RUNLAB_TEST_SIGNAL.
 STOPPABLE = {**VAE, "plugins": [str(RESUME_HOOKS), str(FAILING)],
              "callbacks": [{"name": "signal_at_step"}]}
+# wandb alone (no TensorBoard): the confusion matrix's figure must reach it all the same.
 STRICT: dict[str, Any] = {
     "name": "strict",
     "seed": 0,
@@ -77,7 +81,9 @@ STRICT: dict[str, Any] = {
     "data": DATA,
     "model": {"name": "mlp", "hidden": [8]},
     "trainer": {"max_epochs": 2, "device": "cpu"},
-    "diagnostics": [{"name": "always_fails", "every": 1, "strict": True}],
+    "diagnostics": [{"name": "confusion_matrix", "every": 1},
+                    {"name": "always_fails", "every": 1, "strict": True}],
+    "logging": {"wandb": {"enabled": True, "mode": "offline", "project": "runlab-tests"}},
 }
 
 
@@ -153,7 +159,12 @@ def assert_tensorboard_mirrors_csv(run_dir: Path, processes: int) -> None:
     acc = EventAccumulator(str(tb), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
     expected = csv_series(run_dir)
-    assert set(acc.Tags()["scalars"]) == set(expected)
+    assert set(acc.Tags()["scalars"]) == set(expected) | {"epoch"}
+    epochs = {e.step: e.value for e in acc.Scalars("epoch")}
+    assert {step: epochs[step] for step in LOG_STEPS} == {
+        step: float(next(i for i, end in enumerate(EPOCH_ENDS) if step <= end) + (step in EPOCH_ENDS))
+        for step in LOG_STEPS}
+    assert "config/text_summary" in acc.Tags()["tensors"]
     for tag, points in expected.items():
         events = acc.Scalars(tag)
         assert [e.step for e in events] == steps(points), tag
@@ -177,6 +188,53 @@ def assert_tensorboard_mirrors_csv(run_dir: Path, processes: int) -> None:
                    for i in images)
         saved = sorted(p.name for p in (run_dir / "diagnostics" / name).glob("*.png"))
         assert saved == sorted(f"step-{s}.png" for s in at)
+
+
+def assert_tensorboard_hparams(run_dir: Path) -> None:
+    """TensorBoard's HPARAMS tab: the run's config keys and its metrics, whose final values
+    are the last scalars under the same tags."""
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0})
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["model.latent_dim"].number_value == 2
+    assert hparams["optimizer.name"].string_value == "adam"
+    assert hparams["loss.beta.end"].number_value == 1.0
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    metrics = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert metrics == set(run_json(run_dir)["summary"]) and {"val/loss", "test/loss"} <= metrics
+
+
+def exit_code(log: Path) -> int:
+    (code,) = [r.exit.exit_code for r in records(log) if r.WhichOneof("record_type") == "exit"]
+    return code
+
+
+def assert_mlflow_holds_the_run(root: Path, run_dir: Path) -> None:
+    """The MLflow file store in the working folder: params, metric histories, artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    stored = run_json(run_dir)["mlflow"]
+    assert stored["tracking_uri"] == (root / "mlruns").as_uri()
+    client = MlflowClient(stored["tracking_uri"])
+    run = client.get_run(stored["run_id"])
+    assert run.info.status == "FINISHED" and run.info.run_name == "vae-logged"
+    assert run.data.params["model.latent_dim"] == "2" and run.data.params["seed"] == "0"
+    assert run.data.tags["runlab.run_id"] == run_dir.name
+    for tag, points in csv_series(run_dir).items():
+        history = client.get_metric_history(run.info.run_id, tag)
+        assert [m.step for m in history] == steps(points), tag
+        assert [m.value for m in history] == pytest.approx([v for _, v in points]), tag
+    def files(path: str | None = None) -> set[str]:
+        out = set()
+        for a in client.list_artifacts(run.info.run_id, path):
+            out |= files(a.path) if a.is_dir else {a.path}
+        return out
+    found = files()
+    assert {"config.yaml", "metrics.csv", "stdout.log", "run.json"} <= found
+    assert {f"diagnostics/{n}/step-{s}.png" for n, at in DIAGNOSTICS.items() for s in at} <= found
+    assert {f"diag/{n}/step-{s}.png" for n, at in DIAGNOSTICS.items() for s in at} <= found
 
 
 def assert_wandb_mirrors_csv(run_dir: Path, processes: int) -> list[list[dict]]:
@@ -223,7 +281,44 @@ def test_tensorboard_and_wandb_hold_what_metrics_csv_holds(runs: dict[str, Finis
     assert run.code == 0, run.out
     assert run_json(run.run_dir)["status"] == "completed"
     assert_tensorboard_mirrors_csv(run.run_dir, processes=1)
+    assert_tensorboard_hparams(run.run_dir)
     assert_wandb_mirrors_csv(run.run_dir, processes=1)
+
+
+def test_wandb_run_is_complete(runs: dict[str, Finished]) -> None:
+    """Job type, exit code, the console (stdout.log) and the sync command of an offline run."""
+    run = runs["vae"]
+    run_id = run_json(run.run_dir)["wandb"]["id"]
+    (log,) = (run.run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
+    record = run_record(log)
+    assert (record.job_type, record.run_group) == ("train", "")  # no sweep, no ensemble
+    assert exit_code(log) == 0
+    uploaded = log.parent / "files" / "stdout.log"
+    assert "epoch 2/2" in uploaded.read_text()
+    assert f"wandb: offline run saved; upload it with: wandb sync {log.parent}" in \
+        (run.run_dir / "stdout.log").read_text()
+
+
+def test_mlflow_file_store_holds_params_metrics_and_artifacts(
+        root: Path, runs: dict[str, Finished], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert runs["vae"].code == 0, runs["vae"].out
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # reading it back, as the writer did
+    assert_mlflow_holds_the_run(root, runs["vae"].run_dir)
+
+
+def test_wandb_alone_gets_the_diagnostics_figures_and_a_failed_run_exits_1(
+        runs: dict[str, Finished]) -> None:
+    run = runs["strict"]
+    assert not (run.run_dir / "tensorboard").exists()
+    run_id = run_json(run.run_dir)["wandb"]["id"]
+    (log,) = (run.run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
+    images = [(row["trainer/step"], row["diag/confusion_matrix"]) for row in history(log)
+              if "diag/confusion_matrix" in row]
+    assert [(step, image["_type"]) for step, image in images] == [(EPOCH_ENDS[0], "image-file")]
+    png = log.parent / "files" / images[0][1]["path"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert exit_code(log) == 1  # W&B shows the run as failed
+    assert "pyplot" not in (run.run_dir / "stdout.log").read_text()
 
 
 def test_broken_diagnostic_warns_and_the_run_goes_on(runs: dict[str, Finished]) -> None:
@@ -257,6 +352,9 @@ def test_resumed_run_continues_the_same_wandb_run(root: Path) -> None:
     info = run_json(stopped.run_dir)
     assert (info["status"], info["step"]) == ("interrupted", STOP_AT)
     run_id = info["wandb"]["id"]
+
+    (first_log,) = (stopped.run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
+    assert exit_code(first_log) == 128 + signal.SIGTERM  # not 0: W&B must not call it finished
 
     resumed = finish(cli(root, "runs", "resume", str(stopped.run_dir)), root / "stopped")
     assert resumed.code == 0, resumed.out

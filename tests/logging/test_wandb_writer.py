@@ -88,7 +88,9 @@ def test_offline_run_holds_history_and_resume_continues_it(
     }
     assert summary["val/loss"] == 0.5
     assert not list(tmp_path.glob("*.wandb"))  # everything stays under <run_dir>/wandb/
-    assert capfd.readouterr().out == ""  # no banners in stdout.log
+    # no banners in stdout.log: only the command that uploads each offline run
+    assert capfd.readouterr().out.splitlines() == [
+        f"wandb: offline run saved; upload it with: wandb sync {f.parent}" for f in files]
 
 
 def test_two_runs_at_once_in_one_process(tmp_path: Path) -> None:
@@ -132,3 +134,45 @@ def test_bad_mode_and_missing_package(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(ConfigError, match=r"pip install 'runlab\[wandb\]'"):
         WandbWriter(tmp_path, {}, "x")
+
+
+def test_group_and_job_type_come_from_the_sweep_setting_or_the_ensemble(tmp_path: Path) -> None:
+    from runlab.logging.base import WriterContext
+    from runlab.registry import WRITERS
+
+    infos = [{"sweep": {"name": "lr", "setting": "s001", "trial": 1}, "ensemble": "e-1"},
+             {"ensemble": "ens-abc"}, {}]
+    expected = [("lr-s001", "sweep"), ("ens-abc", "ensemble"), ("", "train")]
+    writers = []
+    for i, info in enumerate(infos):
+        stored: dict = {}
+        (tmp_path / str(i)).mkdir()  # the run folder
+        context = WriterContext(tmp_path / str(i), {"seed": i}, f"r{i}", f"run{i}", info,
+                                record=stored.update)
+        writer = WRITERS.get("wandb").obj(context, project="runlab-tests")
+        writer.finish("failed", 1)
+        writer.close()
+        assert stored["wandb"]["id"] == writer.run_id
+        writers.append(writer)
+    for i, (writer, (group, job_type)) in enumerate(zip(writers, expected, strict=True)):
+        (log,) = (tmp_path / str(i) / "wandb").glob(f"offline-run-*/run-{writer.run_id}.wandb")
+        kinds = list(records(log))
+        record = next(r.run for r in kinds if r.WhichOneof("record_type") == "run")
+        assert (record.run_group, record.job_type) == (group, job_type)
+        assert [r.exit.exit_code for r in kinds if r.WhichOneof("record_type") == "exit"] == [1]
+
+
+def test_figures_reach_wandb_without_pyplot(tmp_path: Path) -> None:
+    """A Figure made without pyplot (as runlab's diagnostics make them) is sent as pixels."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2), dpi=50)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    writer = WandbWriter(tmp_path, {}, run_name="fig")
+    writer.write_figure(5, "diag/x", fig)
+    writer.close()
+    (log,) = (tmp_path / "wandb").glob(f"offline-run-*/run-{writer.run_id}.wandb")
+    (row,) = [r for r in history(log) if "diag/x" in r]
+    image = row["diag/x"]
+    assert (image["_type"], image["width"], image["height"]) == ("image-file", 100, 100)
+    assert (log.parent / "files" / image["path"]).read_bytes()[:4] == b"\x89PNG"

@@ -129,3 +129,52 @@ def test_environment_txt_lists_installed_packages(tmp_path: Path) -> None:
     assert names == sorted(names, key=str.lower)
     assert f"torch=={torch.__version__}" in lines
     assert any(name.lower() == "runlab" for name in names)
+
+
+def test_imported_plugin_and_untracked_files_are_copied_and_make_the_tree_dirty(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin folder nobody committed, a helper it imports, a plugin outside the repository:
+    git cannot restore any of them, so the run folder keeps a copy and `dirty` is true."""
+    from runlab.runs import provenance
+    from runlab.validate import load_plugins
+
+    (repo / "models").mkdir()
+    (repo / "models" / "mine.py").write_text("import helper_i17\nVALUE = helper_i17.X\n")
+    (repo / "helper_i17.py").write_text("X = 41\n")
+    (repo / "unused.py").write_text("never imported\n")
+    outside = tmp_path / "shared_plugins"
+    outside.mkdir()
+    (outside / "extra.py").write_text("Y = 1\n")
+    monkeypatch.syspath_prepend(str(repo))
+    plugins = [str(repo / "models"), str(outside)]
+    assert load_plugins(plugins) == []
+    monkeypatch.setattr(provenance, "MAX_SOURCE_BYTES", 10_000)
+    (repo / "big_i17.py").write_text("# " + "x" * 20_000 + "\n")
+    import big_i17  # noqa: F401 - imported by "the run", too big to copy
+
+    info = collect_provenance(repo, plugins)
+    assert info["git"]["dirty"] is True  # nothing tracked changed; the imports make it dirty
+    assert info["git"]["untracked_imported"] == ["big_i17.py", "helper_i17.py", "models/mine.py"]
+    assert info["source"] == {"files": ["external/shared_plugins/extra.py", "helper_i17.py",
+                                        "models/mine.py"], "skipped": ["big_i17.py"]}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_provenance_files(run_dir, repo, plugins)
+    copied = sorted(p.relative_to(run_dir / "source").as_posix()
+                    for p in (run_dir / "source").rglob("*.py"))
+    assert copied == info["source"]["files"]
+    assert (run_dir / "source" / "models" / "mine.py").read_text() == \
+        (repo / "models" / "mine.py").read_text()
+
+
+def test_a_committed_plugin_is_copied_but_leaves_the_tree_clean(repo: Path, tmp_path: Path) -> None:
+    from runlab.validate import load_plugins
+
+    (repo / "plugins_i17").mkdir()
+    (repo / "plugins_i17" / "ok.py").write_text("Z = 3\n")
+    git(repo, "add", "plugins_i17")
+    git(repo, "commit", "-q", "-m", "plugin")
+    assert load_plugins([str(repo / "plugins_i17")]) == []
+    info = collect_provenance(repo, [str(repo / "plugins_i17")])
+    assert info["git"]["dirty"] is False and "untracked_imported" not in info["git"]
+    assert info["source"]["files"] == ["plugins_i17/ok.py"]

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def test_grid_sweep_runs_every_setting_and_seed_once(make_sweep, tmp_path):
         ("s000", "0.001", "3", "0 1 2"), ("s001", "0.01", "3", "0 1 2")]
     values = [infos[f"sw-s000-s{k}"]["summary"]["val/loss"]["final"] for k in range(3)]
     assert float(rows[0]["mean"]) == pytest.approx(sum(values) / 3)
-    assert "best: s00" in first.stdout
+    assert re.search(r"^best( mean)?: s00", first.stdout, re.M)
     resolved = yaml.safe_load((runs / "sweeps" / "sw" / "sweep.yaml").read_text())
     assert resolved["seeds"] == [0, 1, 2] and resolved["method"] == "grid"
 

@@ -27,6 +27,11 @@ class Stat(str, enum.Enum):
     best = "best"
 
 
+class Goal(str, enum.Enum):
+    minimize = "minimize"
+    maximize = "maximize"
+
+
 class Format(str, enum.Enum):
     table = "table"
     csv = "csv"
@@ -34,59 +39,79 @@ class Format(str, enum.Enum):
     json = "json"
 
 
+MetricOption = Annotated[list[str] | None, typer.Option(
+    "--metric", "-m",
+    help="Metric name or glob (val/*), repeatable. Default: the sweep's metric "
+         "(sweep.yaml), else val/loss, val/acc, ...")]
+ByOption = Annotated[list[str] | None, typer.Option(
+    "--by", "--group-by", "-g",
+    help="Config key to group by (repeatable). Default: the sweep's parameters, else every "
+         "hyperparameter that varies (not seed, name, diagnostics, logging.*, ...).")]
+StatOption = Annotated[Stat | None, typer.Option(
+    "--stat",
+    help="Per-run value: final (last logged), min, max, or best (by the metric's goal). "
+         "Default: the sweep's stat, else final.")]
+GoalOption = Annotated[Goal | None, typer.Option(
+    "--goal", help="minimize or maximize. Default: the sweep's goal, else guessed from the name.")]
+
+
 def analyze(
     path: Annotated[Path, typer.Argument(help="A run folder, a sweep folder or a runs root.")],
-    metric: Annotated[str, typer.Option(
-        "--metric", "-m",
-        help="Metric name, e.g. val/loss, or a glob, e.g. 'val/acc_class/*' (one row per metric "
-             "and group).")],
-    group_by: Annotated[list[str] | None, typer.Option(
-        "--group-by", "-g",
-        help="Config key to group by (repeatable). Default: every key that varies, except seed.",
-    )] = None,
-    stat: Annotated[Stat, typer.Option(
-        "--stat",
-        help="Per-run value: final (last logged), min, max, or best (by the metric's goal).",
-    )] = Stat.final,
+    metric: MetricOption = None,
+    group_by: ByOption = None,
+    stat: StatOption = None,
+    goal: GoalOption = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
 ) -> None:
-    """Aggregate a metric over seeds: n, mean, std, sem, 95% CI, median, min, max per group."""
-    import pandas as pd
-
-    from runlab.analysis.grouping import aggregate
+    """Aggregate metrics over seeds (n, mean, std, sem, 95% CI, ...) and compare every setting
+    with the best one: difference with its 95% CI, Holm-corrected Welch and Mann-Whitney p,
+    Hedges' g, and whether the two are distinguishable at 95%."""
+    from runlab.analysis.grouping import compact, compare_settings, verdict_line
     from runlab.analysis.load import load_runs
+    from runlab.analysis.objective import objectives
     from runlab.errors import ConfigError
 
     try:
         rs = load_runs(path)
         if len(rs) == 0:
             _fail(f"no runs found under {path} (looked for folders holding run.json)")
-        names = rs.match(metric)
-        if names == [metric]:
-            table = aggregate(rs, metric, stat.value, by=group_by or None)
-        else:  # a glob: one row per metric (and group)
-            table = pd.concat([aggregate(rs, m, stat.value, by=group_by or None)
-                               .assign(metric=m) for m in names], ignore_index=True)
-            table = table[["metric", *[c for c in table.columns if c != "metric"]]]
+        chosen = objectives(rs, metric, stat and stat.value, goal and goal.value)
+        tables = [(o, compare_settings(rs, o.metric, o.stat, by=group_by or None, goal=o.goal))
+                  for o in chosen]
     except ConfigError as err:
         _fail("\n".join(err.problems))
     if fmt is Format.table:
-        _print_rich(table, f"{metric} ({stat.value}) over {len(rs)} runs")
-    elif fmt is Format.csv:
-        sys.stdout.write(table.to_csv(index=False))
+        for o, table in tables:
+            _print_rich(compact(table), f"{o.metric} ({o.stat}, {o.goal}) over {len(rs)} runs")
+            typer.echo(verdict_line(table))
+
     elif fmt is Format.markdown:
-        sys.stdout.write(_markdown(table))
+        sys.stdout.write("\n".join(f"### {o.metric} ({o.stat}, {o.goal})\n\n"
+                                    + _markdown(compact(t)) for o, t in tables))
     else:
-        records = [{k: _json_value(v) for k, v in row.items()} for row in table.to_dict("records")]
-        sys.stdout.write(json.dumps(records, indent=2, allow_nan=False) + "\n")
+        import pandas as pd
+
+        table = pd.concat([t.assign(metric=o.metric)[["metric", *t.columns]]
+                           for o, t in tables], ignore_index=True)
+        if fmt is Format.csv:
+            sys.stdout.write(table.to_csv(index=False))
+        else:
+            records = [{k: _json_value(v) for k, v in row.items()}
+                       for row in table.to_dict("records")]
+            sys.stdout.write(json.dumps(records, indent=2, allow_nan=False) + "\n")
 
 
 def report(
     path: Annotated[Path, typer.Argument(help="A run folder, a sweep folder or a runs root.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path(
         "report.html"),
+    metric: MetricOption = None,
+    group_by: ByOption = None,
+    stat: StatOption = None,
+    goal: GoalOption = None,
 ) -> None:
-    """Write one self-contained HTML report (tables, curves, parameter effects, diagnostics)."""
+    """Write one self-contained HTML report: the comparison of settings on the sweep's metric
+    first, then curves, parameter effects, diagnostics and config differences."""
     from runlab.analysis.load import load_runs
     from runlab.analysis.report import write_report
     from runlab.errors import ConfigError
@@ -99,7 +124,8 @@ def report(
         rs = load_runs(path)
         if len(rs) == 0:
             _fail(f"no runs found under {path} (looked for folders holding run.json)")
-        out = write_report(rs, output)
+        out = write_report(rs, output, metric=metric, by=group_by or None,
+                           stat=stat and stat.value, goal=goal and goal.value)
     except ConfigError as err:
         _fail("\n".join(err.problems))
     typer.echo(f"wrote {out} ({len(rs)} runs)")

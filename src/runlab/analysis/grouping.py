@@ -15,24 +15,47 @@ from runlab.analysis.load import (
     unknown_key_message,
     values_equal,
 )
-from runlab.analysis.stats import bootstrap_ci, compare, holm, t_critical
-from runlab.analysis.summary import STATS
+from runlab.analysis.stats import (
+    BEST,
+    TIE,
+    WORSE,
+    bootstrap_ci,
+    compare,
+    compare_to_best,
+    holm,
+    t_critical,
+)
+from runlab.analysis.summary import STATS, metric_goal
 from runlab.errors import ConfigError
 
-# Config keys that differ between runs without defining a setting.
-EXCLUDED_GROUP_KEYS = ("seed", "name", "plugins", "defaults")
+# Config keys that differ between runs without defining a setting: identity, where files
+# live, what is recorded and how often (lists of diagnostics/callbacks, logging, checkpoints).
+EXCLUDED_GROUP_KEYS = ("seed", "name", "plugins", "defaults", "diagnostics", "callbacks",
+                       "data.root", "trainer.device", "trainer.compile")
+EXCLUDED_GROUP_PREFIXES = ("logging.", "diagnostics.", "callbacks.", "trainer.checkpoint_every")
+
+
+def is_hyperparameter(key: str) -> bool:
+    """False for config keys that never define a setting (see EXCLUDED_GROUP_KEYS)."""
+    return not (key in EXCLUDED_GROUP_KEYS or key.endswith(".seed") or key in PROVENANCE
+                or key.startswith(EXCLUDED_GROUP_PREFIXES))
 
 
 def default_group_keys(rs: RunSet) -> list[str]:
-    """Config keys whose value varies across the runs, minus seed/name and similar.
+    """The sweep's parameters when the runs come from one sweep; otherwise the config keys
+    whose value varies across the runs, minus seed/name and keys that are not
+    hyperparameters (`diagnostics`, `logging.*`, `data.root`, ...).
 
     A key that splits the runs exactly like an earlier one (`model.hidden` following
     `model.width`) is left out: it would only repeat the same grouping.
     """
+    from runlab.analysis.objective import sweep_parameters
+
     keys: list[str] = []
     partitions: set[tuple[int, ...]] = set()
-    for key in rs.config_keys:
-        if key in EXCLUDED_GROUP_KEYS or key.endswith(".seed") or key in PROVENANCE:
+    candidates = sweep_parameters(rs)
+    for key in rs.config_keys if candidates is None else candidates:
+        if not is_hyperparameter(key):
             continue
         codes, uniques = pd.factorize(as_text(rs.runs[key]))
         if len(uniques) > 1 and tuple(codes) not in partitions:
@@ -114,6 +137,61 @@ def aggregate(
         out["boot_high"] = [b[1] for b in bounds]
     out = out.reset_index()
     return out.drop(columns="_all") if not keys else out
+
+
+def compare_settings(
+    rs: RunSet,
+    metric: str,
+    stat: str = "final",
+    by: str | Sequence[str] | None = None,
+    goal: str | None = None,
+    ci: float = 0.95,
+) -> pd.DataFrame:
+    """`aggregate` with every group compared to the best one (`stats.compare_to_best`):
+    columns diff (group - best), diff_ci_low/high (Welch), hedges_g, welch_p_holm,
+    mw_p_holm and verdict ("best", "worse at 95%", "not distinguishable at 95%").
+
+    Example:
+        >>> compare_settings(rs, "val/acc", by="optimizer.lr")[["optimizer.lr", "mean", "verdict"]]
+    """
+    keys = resolve_group_keys(rs, by)
+    table = aggregate(rs, metric, stat, by=keys, ci=ci, goal=goal).reset_index(drop=True)
+    df = run_values(rs, metric, stat, goal).dropna(subset=["value"])
+    values = {lab: g["value"].to_numpy() for lab, g in df.groupby(group_labels(df, keys))}
+    ordered = {lab: values[lab] for lab in group_labels(table, keys)}
+    rows = compare_to_best(ordered, metric_goal(metric, goal), ci)
+    if not rows:
+        return table
+    comparison = pd.DataFrame(rows).drop(columns=["group", "n", "mean"])
+    return pd.concat([table, comparison], axis=1)
+
+
+def compact(table: pd.DataFrame) -> pd.DataFrame:
+    """A `compare_settings` table without sem, median, min and max: what terminals, markdown
+    and the report show (csv and json keep every column)."""
+    return table.drop(columns=[c for c in ("sem", "median", "min", "max") if c in table.columns])
+
+
+def verdict_line(table: pd.DataFrame) -> str:
+    """One sentence from a `compare_settings` table: the best group and those that cannot
+    be told apart from it at 95%."""
+    if "verdict" not in table.columns or table.empty:
+        return "no values to compare"
+    keys = list(table.columns[: table.columns.get_loc("n")])
+    labels = group_labels(table, keys)
+    best = labels[table["verdict"] == BEST].iloc[0]
+    if len(table) == 1:
+        return f"one group ({best}): nothing to compare"
+    ties = labels[table["verdict"] == TIE].tolist()
+    unknown = labels[~table["verdict"].isin([BEST, WORSE, TIE])].tolist()
+    parts = [f"best mean: {best}"]
+    if ties:
+        parts.append(f"not distinguishable at 95% from: {'; '.join(ties)}")
+    if unknown:
+        parts.append(f"too few seeds to compare: {'; '.join(unknown)}")
+    if not ties and not unknown:
+        parts.append("every other group is worse at 95% (Holm-corrected Welch p < 0.05)")
+    return "; ".join(parts)
 
 
 def group_labels(df: pd.DataFrame, keys: Sequence[str]) -> pd.Series:

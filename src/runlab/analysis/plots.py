@@ -1,8 +1,10 @@
 """Matplotlib figures over a RunSet. Each function returns a `Figure` (no pyplot state)
-and saves it when `save=` names a file."""
+and saves it when `save=` names a file. The figures show themselves in Jupyter as the
+value of a cell (`_repr_png_`), with or without `%matplotlib inline`."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 
@@ -21,6 +23,15 @@ from runlab.analysis.stats import t_critical
 from runlab.metric_rules import mpl_text
 
 PathLike = str | os.PathLike | None
+
+
+class AnalysisFigure(Figure):
+    """A Figure that Jupyter displays without pyplot or `%matplotlib inline`."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        return buf.getvalue()
 
 
 def _finish(fig: Figure, save: PathLike) -> Figure:
@@ -67,6 +78,25 @@ def _run_series(rs: RunSet, metric: str, x: str = "step") -> dict[str, tuple[np.
             for rid, g in m.groupby("run_id", observed=True)}
 
 
+def curve_bands(
+    rs: RunSet, metric: str, by: str | Sequence[str] | None = None, ci: float = 0.95,
+    grid_points: int = 200,
+) -> list[dict]:
+    """Per group: `label`, `n` runs, and on one step grid the `mean` with its `ci` band
+    (`low`, `high`), as numpy arrays. What `plot_curves` and the report's interactive
+    chart draw."""
+    keys = resolve_group_keys(rs, by)
+    runs = run_values(rs, metric).dropna(subset=["value"])
+    series = _run_series(rs, metric, rs.rules.rule(metric).x_axis)
+    out = []
+    for label, ids in runs.groupby(group_labels(runs, keys), sort=True)["run_id"]:
+        grid, values = align_curves([series[i] for i in ids], grid_points)
+        mean, low, high, _ = curve_band(values, ci)
+        out.append({"label": str(label), "n": len(ids), "step": grid, "mean": mean,
+                    "low": low, "high": high})
+    return out
+
+
 def plot_curves(
     rs: RunSet,
     metric: str,
@@ -85,20 +115,25 @@ def plot_curves(
     runs = run_values(rs, metric).dropna(subset=["value"])
     x = rs.rules.rule(metric).x_axis
     series = _run_series(rs, metric, x)
-    fig = Figure(figsize=(6.4, 4.0))
+    fig = AnalysisFigure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
-    labels = group_labels(runs, keys)
-    for label, ids in runs.groupby(labels, sort=True)["run_id"]:
-        grid, values = align_curves([series[i] for i in ids], grid_points)
-        mean, low, high, _ = curve_band(values, ci)
-        (line,) = ax.plot(grid, mean, lw=1.5, label=mpl_text(f"{label} (n={len(ids)})"))
-        ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set(xlabel=x, ylabel=mpl_text(metric),
-           title=mpl_text(f"{metric}: mean and {ci:.0%} CI over seeds"))
+    if all(len(series[i][0]) == 1 for i in runs["run_id"]):  # test/*: one value per run
+        _plot_points(ax, runs, group_labels(runs, keys), ci)
+        ax.set(ylabel=mpl_text(metric),
+               title=mpl_text(f"{metric}: runs, mean and {ci:.0%} CI over seeds"))
+    else:
+        for band in curve_bands(rs, metric, keys, ci, grid_points):
+            (line,) = ax.plot(band["step"], band["mean"], lw=1.5,
+                              marker="o" if len(band["step"]) < 3 else None,
+                              label=mpl_text(f"{band['label']} (n={band['n']})"))
+            ax.fill_between(band["step"], band["low"], band["high"], color=line.get_color(),
+                            alpha=0.2, lw=0)
+        ax.set(xlabel=x, ylabel=mpl_text(metric),
+               title=mpl_text(f"{metric}: mean and {ci:.0%} CI over seeds"))
+        _legend(ax)
     if log_y:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    _legend(ax)
     return _finish(fig, save)
 
 
@@ -116,7 +151,7 @@ def plot_family(
     Example:
         >>> plot_family(rs, rs.match("val/acc_class/*"), "acc_class", save="classes.png")
     """
-    fig = Figure(figsize=(6.4, 4.0))
+    fig = AnalysisFigure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     x = rs.rules.rule(metrics[0]).x_axis if metrics else "step"
     for metric in metrics:
@@ -135,12 +170,33 @@ def plot_family(
     return _finish(fig, save)
 
 
+def _plot_points(ax: Axes, runs: pd.DataFrame, labels: pd.Series, ci: float) -> None:
+    """A metric logged once per run: each group's runs as dots, its mean with CI error bars."""
+    groups = list(runs.groupby(labels, sort=True)["value"])
+    for x, (label, values) in enumerate(groups):
+        v = values.to_numpy(float)
+        mean, low, high, _ = curve_band(v[:, None], ci)
+        err = np.nan_to_num(np.vstack([mean - low, high - mean]))
+        ax.errorbar([x], mean, yerr=err, marker="o", ms=7, capsize=5, lw=2,
+                    label=mpl_text(f"{_short(str(label))} (n={len(v)})"))
+        ax.scatter(np.full(len(v), x + 0.12), v, s=14, color="0.4", zorder=3)
+    ax.set_xticks(range(len(groups)), [mpl_text(_short(str(lab), 24)) for lab, _ in groups],
+                  rotation=20 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center",
+                  fontsize=8)
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+
+
+def _short(label: str, limit: int = 48) -> str:
+    """Legend and tick labels stay readable: long ones are cut with an ellipsis."""
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
 def _legend(ax: Axes) -> None:
-    """Inside the axes for a few entries, to the right of it for many."""
-    if len(ax.get_legend_handles_labels()[0]) > 6:
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
-        ax.legend(fontsize="small")
+    """To the right of the axes, so that it never covers the data; long labels are cut."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, [_short(lab) for lab in labels], fontsize="x-small",
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def _numeric(values: pd.Series) -> bool:
@@ -165,7 +221,7 @@ def plot_metric_vs_param(
     combination of the other group keys (default: the other varying keys)."""
     others = [k for k in resolve_group_keys(rs, by) if k != param]
     table = aggregate(rs, metric, stat, by=[param, *others], ci=ci, goal=goal)
-    fig = Figure(figsize=(6.4, 4.0))
+    fig = AnalysisFigure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
     numeric = _numeric(table[param])
     if not numeric:
@@ -201,7 +257,7 @@ def plot_parallel_coordinates(
     params = list(params) if params is not None else resolve_group_keys(rs, None)
     df = run_values(rs, metric, stat, goal).dropna(subset=["value"])
     axes = [*params, "value"]
-    fig = Figure(figsize=(max(6.4, 1.6 * len(axes)), 4.0))
+    fig = AnalysisFigure(figsize=(max(6.4, 1.6 * len(axes)), 4.0))
     ax = fig.add_subplot()
     coords, ticks = [], []
     for name in axes:
@@ -259,7 +315,7 @@ def plot_param_importance(
 ) -> Figure:
     """Horizontal bars of `param_importance` (fANOVA share of the metric's variance)."""
     imp = param_importance(rs, metric, stat, params, goal).sort_values()
-    fig = Figure(figsize=(6.4, 0.5 + 0.45 * max(len(imp), 1)))
+    fig = AnalysisFigure(figsize=(6.4, 0.5 + 0.45 * max(len(imp), 1)))
     ax = fig.add_subplot()
     ax.barh(imp.index, imp.to_numpy(), color="tab:blue")
     ax.set(xlabel="importance (fANOVA)", xlim=(0, 1),

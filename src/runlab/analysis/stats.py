@@ -5,8 +5,9 @@ Everything here takes plain arrays, drops NaNs, and is checked against scipy in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import special  # scipy.stats is slow to import: only mann_whitney needs it
@@ -77,6 +78,21 @@ def welch_ttest(a: ArrayLike, b: ArrayLike) -> tuple[float, float, float]:
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     p = 2 * special.stdtr(df, -abs(t))
     return (float(t), float(df), float(p))
+
+
+def welch_diff_ci(a: ArrayLike, b: ArrayLike, ci: float = 0.95) -> tuple[float, float]:
+    """Welch confidence interval of mean(a) - mean(b) (as scipy's
+    `ttest_ind(a, b, equal_var=False).confidence_interval(ci)`)."""
+    a, b = _clean(a), _clean(b)
+    if len(a) < 2 or len(b) < 2:
+        return (np.nan, np.nan)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = a.mean() - b.mean()
+    if va + vb == 0:
+        return (float(diff), float(diff))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = special.stdtrit(df, 0.5 + ci / 2) * np.sqrt(va + vb)
+    return (float(diff - half), float(diff + half))
 
 
 def mann_whitney(a: ArrayLike, b: ArrayLike) -> tuple[float, float]:
@@ -153,3 +169,67 @@ def compare(
     mean_b = float(b.mean()) if len(b) else np.nan
     return Comparison(len(a), len(b), mean_a, mean_b, mean_a - mean_b, lo, hi,
                       t, df, p, u, pu, hedges_g(a, b))
+
+
+BEST = "best"
+WORSE = "worse at 95%"
+TIE = "not distinguishable at 95%"
+TOO_FEW = "too few seeds to tell"
+
+
+def compare_to_best(
+    groups: Mapping[str, ArrayLike], goal: str, ci: float = 0.95
+) -> list[dict[str, Any]]:
+    """Every group against the one with the best mean (lowest for "minimize", else highest).
+
+    One row per group, in the given order: `group`, `n`, `mean`, `diff` (group - best),
+    `diff_ci_low`/`diff_ci_high` (Welch interval of the difference), `welch_p_holm` and
+    `mw_p_holm` (two-sided Welch t and Mann-Whitney U p-values, Holm-corrected over the
+    comparisons), `hedges_g` (group vs best) and `verdict`: "best", "worse at 95%" (Holm
+    Welch p < 1 - ci), "not distinguishable at 95%", or "too few seeds to tell" (n < 2).
+    With 3 seeds against 3, Mann-Whitney's smallest possible p is 0.1.
+
+    Example:
+        >>> rows = compare_to_best({"s000": [0.81, 0.80, 0.84], "s001": [0.83, 0.86, 0.82]},
+        ...                        goal="maximize")
+        >>> [r["verdict"] for r in rows]
+        ['not distinguishable at 95%', 'best']
+    """
+    clean = {label: _clean(v) for label, v in groups.items()}
+    means = {label: float(v.mean()) for label, v in clean.items() if len(v)}
+    if not means:
+        return []
+    pick = min if goal == "minimize" else max
+    best = pick(means, key=lambda label: means[label])
+    ref = clean[best]
+    rows = []
+    for label, values in clean.items():
+        other = label != best  # the best row carries no comparison with itself
+        lo, hi = welch_diff_ci(values, ref, ci) if other else (np.nan, np.nan)
+        rows.append({
+            "group": label, "n": len(values), "mean": means.get(label, np.nan),
+            "diff": means.get(label, np.nan) - means[best],
+            "diff_ci_low": lo, "diff_ci_high": hi,
+            "welch_p": welch_ttest(values, ref)[2] if other else np.nan,
+            "mw_p": mann_whitney(values, ref)[1] if other else np.nan,
+            "hedges_g": hedges_g(values, ref) if other else np.nan,
+        })
+    for test in ("welch_p", "mw_p"):
+        adjusted = holm([r.pop(test) for r in rows])
+        for row, p in zip(rows, adjusted, strict=True):
+            row[f"{test}_holm"] = float(p)
+    for row in rows:
+        row["verdict"] = _verdict(row, best, 1 - ci)
+    return rows
+
+
+def _verdict(row: dict[str, Any], best: str, alpha: float) -> str:
+    if row["group"] == best:
+        return BEST
+    p = row["welch_p_holm"]
+    if np.isnan(p):
+        if row["n"] < 2 or np.isnan(row["diff_ci_low"]):  # one of the two has < 2 values
+            return TOO_FEW
+        # both groups constant: no test statistic, but no noise either
+        return TIE if row["diff"] == 0 else WORSE
+    return WORSE if p < alpha else TIE

@@ -267,6 +267,10 @@ class DiagnosticsCallback(Callback):
             self._hook.remove()
             self._hook = None
 
+    def run_now(self, state: TrainState) -> None:
+        """Run every configured diagnostic once at the state's step (`runlab diagnose`)."""
+        self._run(state, self.slots)
+
     def _run(self, state: TrainState, slots: list[Slot]) -> None:
         if not slots or self.x is None or _rank() != 0:
             return

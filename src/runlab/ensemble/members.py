@@ -78,12 +78,14 @@ class Member:
         return better
 
     def finish(self, status: str, **fields: Any) -> None:
+        from runlab.logging.base import end_run
+
         s = self.state
         self.active = False
         try:
             for cb in self.callbacks:
                 cb.close()
-            self.writer.close()
+            end_run(self.writer, self.cfg, self.summary.data, status, fields.get("signal"))
         finally:
             self.record.finish(status, epoch=s.epoch, step=s.step, summary=self.summary.data, **fields)
 

@@ -2,8 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+STATUSES = ("completed", "failed", "interrupted")
+
+
+@dataclass
+class WriterContext:
+    """What a writer factory (`runlab.registry.WRITERS`) gets about the run it logs.
+
+    Attributes:
+        run_dir: the run folder; config: the resolved config; run_id/run_name: runlab's.
+        info: run.json as it is now (a writer's own ids from an earlier start live here);
+        resume: whether the run continues from a checkpoint;
+        record: stores keys in run.json, e.g. `context.record(wandb={"id": ...})`.
+    """
+
+    run_dir: Path
+    config: Mapping[str, Any]
+    run_id: str
+    run_name: str
+    info: Mapping[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    record: Callable[..., None] = lambda **_: None
+
+    @property
+    def group(self) -> str | None:
+        """The runs this one belongs with: `<sweep>-<setting>` in a sweep, else its ensemble."""
+        sweep = self.info.get("sweep") or {}
+        if sweep.get("name") and sweep.get("setting"):
+            return f"{sweep['name']}-{sweep['setting']}"
+        return self.info.get("ensemble")
+
+    @property
+    def job_type(self) -> str:
+        """"sweep", "ensemble" or "train"."""
+        if self.info.get("sweep"):
+            return "sweep"
+        return "ensemble" if self.info.get("ensemble") else "train"
 
 
 class Writer:
@@ -39,6 +78,10 @@ class Writer:
 
     def flush(self) -> None:
         """Make everything written so far durable."""
+
+    def finish(self, status: str, exit_code: int = 0) -> None:
+        """How the run ended (one of STATUSES, and the process's exit code for it);
+        called once, just before `close`."""
 
     def close(self) -> None:
         """Flush and release files; called once at the end of the run."""
@@ -82,6 +125,40 @@ class MultiWriter(Writer):
         for w in self.writers:
             w.flush()
 
+    def finish(self, status, exit_code=0):
+        for w in self.writers:
+            w.finish(status, exit_code)
+
     def close(self):
         for w in self.writers:
             w.close()
+
+
+def figure_pixels(figure: Any) -> Any:
+    """A matplotlib Figure as an (H, W, 3) uint8 array, drawn with Agg (no pyplot)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def end_run(writer: Writer, config: Mapping[str, Any], summary: Mapping[str, Any], status: str,
+            signal: str | None = None) -> None:
+    """The writers' side of a run's end, however it ended: the flattened config with the
+    final value of every metric (`write_hparams`), how it ended (`finish`), `close`."""
+    import math
+    import signal as signals
+
+    from runlab.config import flatten
+
+    finals = {name: float(entry["final"]) for name, entry in summary.items()
+              if isinstance(entry, Mapping) and isinstance(entry.get("final"), (int, float))
+              and math.isfinite(entry["final"])}
+    code = 0 if status == "completed" else 128 + signals.Signals[signal].value if signal else 1
+    try:
+        writer.write_hparams(flatten(dict(config)), finals)
+        writer.finish(status, code)
+    finally:
+        writer.close()

@@ -13,7 +13,9 @@ _HPARAM_TYPES = (bool, int, float, str)
 
 
 class TensorBoardWriter(Writer):
-    """Writes everything a run logs to `log_dir` through torch's SummaryWriter.
+    """Writes everything a run logs to `log_dir` through torch's SummaryWriter, plus an
+    `epoch` scalar, the config as text, and (at the end, `write_hparams`) the HPARAMS
+    entry with the run's final metrics.
 
     Example:
         >>> writer = TensorBoardWriter(run_dir / "tensorboard")
@@ -21,7 +23,7 @@ class TensorBoardWriter(Writer):
         >>> writer.close()       # then: tensorboard --logdir runs/
     """
 
-    def __init__(self, log_dir: str | Path):
+    def __init__(self, log_dir: str | Path, config: Mapping[str, Any] | None = None):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
@@ -31,10 +33,16 @@ class TensorBoardWriter(Writer):
             ) from e
         self.log_dir = Path(log_dir)
         self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        if config is not None:  # the TEXT tab shows the resolved config (markdown code block)
+            import yaml
+
+            text = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None)
+            self._writer.add_text("config", "    " + text.replace("\n", "\n    "), 0)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float], epoch: int = 0) -> None:
         for name, value in scalars.items():
             self._writer.add_scalar(name, value, global_step=step)
+        self._writer.add_scalar("epoch", epoch, global_step=step)  # step -> epoch lookup
 
     def write_figure(self, step: int, name: str, figure: Any) -> None:
         self._writer.add_figure(name, figure, global_step=step, close=False)

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from runlab.errors import ConfigError
-from runlab.logging.base import Writer
+from runlab.logging.base import Writer, figure_pixels
 
 MODES = ("online", "offline", "disabled")
 STEP_KEY = "trainer/step"
@@ -42,7 +42,10 @@ class WandbWriter(Writer):
     Every row carries `trainer/step` (the global step), which W&B uses as the x
     axis: a resumed run may log a step again without W&B dropping the row. Store
     `writer.run_id` in run.json and pass it back with `resume=True` to continue
-    the same W&B run.
+    the same W&B run. `group` puts the seeds of a sweep setting (or an ensemble)
+    together. Figures are sent as pixels (no pyplot needed). At the end the run's
+    stdout.log is uploaded with it, the exit code says how it ended (`finish`), and
+    an offline run prints the `wandb sync` command that uploads it.
 
     Example:
         >>> writer = WandbWriter(run_dir, config, run_name="vae-b1.0", project="vae")
@@ -61,6 +64,8 @@ class WandbWriter(Writer):
         mode: str | None = None,
         tags: Sequence[str] = (),
         resume: bool = False,
+        group: str | None = None,
+        job_type: str | None = None,
     ):
         try:
             import wandb
@@ -77,6 +82,8 @@ class WandbWriter(Writer):
             )
         self._wandb = wandb
         self.mode = mode
+        self.run_dir = Path(run_dir)
+        self._exit_code = 0
         self.run = wandb.init(
             dir=str(run_dir),
             config=dict(config),
@@ -86,10 +93,12 @@ class WandbWriter(Writer):
             entity=entity,
             mode=mode,
             tags=list(tags),
+            group=group,
+            job_type=job_type,
             resume="allow" if resume else None,
             # several runs (a seed ensemble) may log from one process at once
             reinit="create_new",
-            # keep stdout.log readable: no banners, no console capture
+            # keep stdout.log readable: no banners; the console is stdout.log, sent at the end
             settings=wandb.Settings(silent=True, console="off", show_info=False),
         )
         self.run.define_metric(STEP_KEY)
@@ -104,7 +113,8 @@ class WandbWriter(Writer):
         self._log(step, {**scalars, EPOCH_KEY: epoch})
 
     def write_figure(self, step: int, name: str, figure: Any) -> None:
-        self._log(step, {name: self._wandb.Image(figure)})
+        # wandb.Image(Figure) goes through pyplot (missing in a run that never imports it)
+        self._log(step, {name: self._wandb.Image(figure_pixels(figure))})
 
     def write_image(self, step: int, name: str, image: Any) -> None:
         self._log(step, {name: self._wandb.Image(image)})
@@ -123,8 +133,22 @@ class WandbWriter(Writer):
     def write_text(self, step: int, name: str, text: str) -> None:
         self._log(step, {name: self._wandb.Html(f"<pre>{html.escape(text)}</pre>")})
 
+    def finish(self, status: str, exit_code: int = 0) -> None:
+        """W&B marks the run failed for a non-zero exit code; an interrupted run is also
+        marked preempting (it will be resumed)."""
+        self._exit_code = exit_code
+        if status == "interrupted" and self.mode == "online":
+            self.run.mark_preempting()
+
     def close(self) -> None:
-        self.run.finish()
+        log = self.run_dir / "stdout.log"
+        if log.is_file() and self.mode != "disabled":
+            self.run.save(str(log), base_path=str(self.run_dir), policy="now")
+        offline = self.mode == "offline"
+        folder = Path(self.run.dir).parent if offline else None
+        self.run.finish(exit_code=self._exit_code)
+        if offline:
+            print(f"wandb: offline run saved; upload it with: wandb sync {folder}", flush=True)
 
     def _log(self, step: int, data: Mapping[str, Any]) -> None:
         self.run.log({**data, STEP_KEY: step})

@@ -1,8 +1,9 @@
 """Where a run came from: git state, package versions, devices, host and command.
 
-`collect_provenance` gives the run.json keys `git`, `versions`, `devices`, `host`
-and `command`; `write_provenance_files` writes `git.diff` (only when the tree has
-uncommitted changes) and `environment.txt` into the run folder. Both are cheap
+`collect_provenance` gives the run.json keys `git`, `versions`, `devices`, `host`,
+`command` and `source`; `write_provenance_files` writes `git.diff` (only when the tree has
+uncommitted changes), `environment.txt`, and `source/`: a copy of the plugin files and of
+the untracked source files the run imported (which neither git nor git.diff records). Both are cheap
 (a few git calls with short timeouts, no heavy imports) and never raise because
 git is missing or the folder is not a repository.
 
@@ -18,10 +19,11 @@ import functools
 import importlib.metadata
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,32 +31,130 @@ from typing import Any
 GIT_TIMEOUT_S = 5.0
 MAX_UNTRACKED = 100  # run.json stays small even in a tree full of stray files
 OPTIONAL_PACKAGES = ("optuna", "pandas", "wandb", "tensorboard")
+_STATUS = ("status", "--porcelain=v2", "--branch", "--untracked-files=normal", "-z")
+MAX_SOURCE_FILE_BYTES = 1_000_000  # source/ copies nothing bigger (data files named *.py)
+MAX_SOURCE_BYTES = 10_000_000  # nor more than this in all
 
 
-def collect_provenance(cwd: Path) -> dict[str, Any]:
-    """The provenance keys of run.json for a run started in `cwd`.
+def collect_provenance(cwd: Path, plugins: Sequence[str] = ()) -> dict[str, Any]:
+    """The provenance keys of run.json for a run started in `cwd` with `plugins`.
+
+    `git.dirty` is also true when the run imported untracked files (listed in
+    `git.untracked_imported`); `source` lists what `write_provenance_files` copies.
 
     Example:
         >>> info = collect_provenance(Path.cwd())
         >>> sorted(info)
-        ['command', 'devices', 'git', 'host', 'versions']
+        ['command', 'devices', 'git', 'host', 'source', 'versions']
     """
+    with same_git_state():
+        git = git_info(cwd)
+        sources, untracked = source_files(cwd, plugins)
+    if untracked:
+        git = {**git, "dirty": True, "untracked_imported": untracked}
+    copied, skipped = _within_cap(sources)
     return {
-        "git": git_info(cwd),
+        "git": git,
         "versions": dict(versions()),
         "devices": list(devices()),
         "host": socket.gethostname(),
         "command": list(sys.argv),
+        "source": {"files": sorted(copied), "skipped": sorted(skipped)},
     }
 
 
-def write_provenance_files(run_dir: Path, cwd: Path) -> None:
-    """Write `git.diff` (when `cwd` has uncommitted changes) and `environment.txt`."""
+def write_provenance_files(run_dir: Path, cwd: Path, plugins: Sequence[str] = ()) -> None:
+    """Write `git.diff` (when `cwd` has uncommitted changes), `environment.txt` and
+    `source/` (plugin files and untracked imported files, within the size caps)."""
     run_dir = Path(run_dir)
     diff = _git(cwd, "diff", "HEAD", "--no-color", "--no-ext-diff")
     if isinstance(diff, str) and diff:
         (run_dir / "git.diff").write_text(diff, encoding="utf-8")
     (run_dir / "environment.txt").write_text(_environment_txt(), encoding="utf-8")
+    copied, _ = _within_cap(source_files(cwd, plugins)[0])
+    for name, file in copied.items():
+        target = run_dir / "source" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, target)
+
+
+def source_files(cwd: Path, plugins: Sequence[str] = ()) -> tuple[dict[str, Path], list[str]]:
+    """Source files this process imported that a run folder must keep a copy of.
+
+    Returns `({name in source/: file}, untracked)`: every imported module file under a
+    `plugins:` path, and every imported file that is untracked in the git repository
+    holding `cwd` (named by its path in the repository; plugin files outside it as
+    `external/<plugin folder>/<file>`). `untracked` lists the latter's names.
+    """
+    roots = [Path(p).resolve() for p in plugins]
+    top = _git(cwd, "rev-parse", "--show-toplevel")
+    repo = Path(top.strip()).resolve() if isinstance(top, str) and top.strip() else None
+    entries = _untracked_entries(cwd) if repo is not None else []
+    found: dict[str, Path] = {}
+    untracked: list[str] = []
+    for file in _imported_files():
+        rel = _relative(file, repo)
+        if rel is not None and any(rel == e or (e.endswith("/") and rel.startswith(e))
+                                   for e in entries):
+            found[rel] = file
+            untracked.append(rel)
+            continue
+        root = next((r for r in roots if file == r or r in file.parents), None)
+        if root is not None:
+            name = rel or f"external/{root.name if root.is_dir() else root.parent.name}/" \
+                          f"{file.relative_to(root) if root.is_dir() else file.name}"
+            found[name] = file
+    return found, sorted(untracked)
+
+
+def _imported_files() -> list[Path]:
+    """Every imported module's .py file, minus installed packages and the standard library
+    (a virtualenv inside the repository is not the run's source)."""
+    prefixes = (sys.prefix, sys.base_prefix, sys.exec_prefix)
+    installed = tuple({f(p) + os.sep for p in prefixes for f in (os.path.abspath,
+                                                                 os.path.realpath)})
+    files = set()
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__file__", None)
+        if not (isinstance(name, str) and name.endswith(".py")) or name.startswith(installed):
+            continue  # the string test first: realpath of every torch module costs ~50 ms
+        real = os.path.realpath(name)
+        if not real.startswith(installed) and "site-packages" not in real:
+            files.add(Path(real))
+    return sorted(files)
+
+
+def _relative(file: Path, repo: Path | None) -> str | None:
+    if repo is None or repo not in file.parents:
+        return None
+    return file.relative_to(repo).as_posix()
+
+
+def _untracked_entries(cwd: Path) -> list[str]:
+    """Untracked paths relative to the repository root (folders end with `/`)."""
+    out = _git(cwd, *_STATUS)  # the same command as git_info: asked once in same_git_state
+    if isinstance(out, _GitError):
+        return []
+    return [entry[2:] for entry in out.split("\0") if entry.startswith("? ")]
+
+
+def _within_cap(files: dict[str, Path]) -> tuple[dict[str, Path], list[str]]:
+    """The files to copy (smallest first) within MAX_SOURCE_*; the names left out."""
+    kept, skipped, total = {}, [], 0
+    for name, file in sorted(files.items(), key=lambda kv: _size(kv[1])):
+        size = _size(file)
+        if size > MAX_SOURCE_FILE_BYTES or total + size > MAX_SOURCE_BYTES:
+            skipped.append(name)
+            continue
+        kept[name], total = file, total + size
+    return kept, skipped
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return MAX_SOURCE_BYTES + 1  # gone since it was imported: nothing to copy
 
 
 @functools.cache
@@ -86,7 +186,7 @@ def same_git_state() -> Iterator[None]:
 
 def git_info(cwd: Path) -> dict[str, Any]:
     """`{commit, branch, dirty, untracked}` of the repository holding `cwd`, or `{error}`."""
-    out = _git(cwd, "status", "--porcelain=v2", "--branch", "--untracked-files=normal", "-z")
+    out = _git(cwd, *_STATUS)
     if isinstance(out, _GitError):
         return {"error": out.message}
     commit = branch = None

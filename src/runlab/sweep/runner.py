@@ -20,7 +20,7 @@ from runlab.sweep.scheduler import Scheduler, Tally
 from runlab.sweep.search import Search
 from runlab.sweep.settings import Setting, build_config, grid_size, run_id, validate
 from runlab.sweep.spec import SweepSpec, load_sweep
-from runlab.sweep.summary import best, rows, write_csv
+from runlab.sweep.summary import closing_lines, rows, write_csv
 
 # Keys of sweep.yaml that decide which setting an id means; changing them needs a new sweep.
 IDENTITY_KEYS = ("base_hash", "method", "seed", "parameters")
@@ -179,13 +179,15 @@ def _report(spec: SweepSpec, folder: Path, search: Search, tally: Tally) -> int:
     if missing:
         print(missing)
         return 2
-    top = best(table, spec.goal)
-    if top is not None:
-        params = {p.key: top[p.key] for p in spec.parameters}
-        ci = "" if top["ci95_low"] is None else \
-            f", 95% CI [{top['ci95_low']:.4g}, {top['ci95_high']:.4g}]"
-        print(f"best: {top['setting']} {json.dumps(params, default=str)}: {spec.metric} "
-              f"{spec.stat} mean {top['mean']:.4g}{ci} over n={top['n']} seeds "
-              f"(config {folder / 'configs' / (top['setting'] + '.yaml')})")
+    def describe(row: dict[str, Any]) -> str:
+        params = {p.key: row[p.key] for p in spec.parameters}
+        ci = "" if row["ci95_low"] is None else \
+            f", 95% CI [{row['ci95_low']:.4g}, {row['ci95_high']:.4g}]"
+        return (f"{json.dumps(params, default=str)}: {spec.metric} {spec.stat} mean "
+                f"{row['mean']:.4g}{ci} over n={row['n']} seeds "
+                f"(config {folder / 'configs' / (row['setting'] + '.yaml')})")
+
+    for line in closing_lines(table, tally.values, spec.goal, describe):
+        print(line)
     print(f"summary: {folder / 'summary.csv'}")
     return 1 if tally.failures else 0

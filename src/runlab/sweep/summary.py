@@ -77,13 +77,39 @@ def write_csv(table: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
-def best(table: list[dict[str, Any]], goal: str) -> dict[str, Any] | None:
-    """The row with the best mean among settings with every seed done."""
+def closing_lines(table: list[dict[str, Any]], values: dict[str, dict[int, float | None]],
+                  goal: str, describe: Any) -> list[str]:
+    """What the sweep prints at its end: the best setting, and whether the others can be told
+    apart from it at 95% (`runlab.analysis.stats.compare_to_best`, the same comparison as
+    `runlab analyze`). `describe(row)` gives a setting's text after its id."""
+    from runlab.analysis.stats import BEST, TIE, WORSE, compare_to_best
+
     done = [r for r in table if r["mean"] is not None and not r["failed_seeds"]]
-    if not done:
-        return None
-    pick = min if goal == "minimize" else max
-    return pick(done, key=lambda r: r["mean"])
+    groups = {r["setting"]: [v for v in values.get(r["setting"], {}).values() if v is not None]
+              for r in done}
+    rows = compare_to_best(groups, goal)
+    if not rows:
+        return []
+    by_id = {r["setting"]: r for r in done}
+    top = next(r for r in rows if r["verdict"] == BEST)
+    ties = [r for r in rows if r["verdict"] == TIE]
+    unclear = [r for r in rows if r["verdict"] not in (BEST, TIE, WORSE)]
+    head = "best mean" if ties or unclear else "best"
+    lines = [f"{head}: {top['group']} {describe(by_id[top['group']])}"]
+    if ties:
+        lines.append("  not distinguishable at 95% from: " + "; ".join(
+            f"{r['group']} (diff {r['diff']:+.4g}, 95% CI [{r['diff_ci_low']:.4g}, "
+            f"{r['diff_ci_high']:.4g}], Welch p {r['welch_p_holm']:.3g}, Mann-Whitney p "
+            f"{r['mw_p_holm']:.3g} (Holm), Hedges' g {r['hedges_g']:.3g})" for r in ties))
+    if unclear:
+        lines.append("  too few seeds to compare with: "
+                     + ", ".join(r["group"] for r in unclear))
+    if len(rows) > 1 and not ties and not unclear:
+        worst_p = max((r["welch_p_holm"] for r in rows if r["verdict"] == WORSE
+                       and r["welch_p_holm"] == r["welch_p_holm"]), default=0.0)
+        lines.append(f"  every other setting is worse at 95% (Holm-corrected Welch p <= "
+                     f"{worst_p:.3g})")
+    return lines
 
 
 def _cell(v: Any) -> Any:

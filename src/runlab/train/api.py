@@ -99,7 +99,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
 
 def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal,
                  resume_state: dict[str, Any] | None):
-    """CSV always; console, TensorBoard and wandb as the config says."""
+    """CSV always; the console and the writers the config names (`logging.builtins`)."""
     from runlab.logging.base import MultiWriter
     from runlab.logging.csv import CSVWriter
 
@@ -112,20 +112,12 @@ def make_writers(cfg: dict[str, Any], run_dir: Path, record: RunRecord, terminal
 
         console = ConsoleWriter(stream=terminal)
         writers.append(console)
-    if lg["tensorboard"]:
-        from runlab.logging.tensorboard import TensorBoardWriter
+    from runlab.logging.base import WriterContext
+    from runlab.logging.builtins import build_writers
 
-        writers.append(TensorBoardWriter(run_dir / "tensorboard"))
-    wb = lg["wandb"]
-    if wb and wb.get("enabled"):
-        from runlab.logging.wandb import WandbWriter
-
-        prev = (record.info.get("wandb") or {}).get("id")
-        w = WandbWriter(run_dir, cfg, cfg["name"], run_id=prev, project=wb.get("project") or "runlab",
-                        entity=wb.get("entity"), mode=wb.get("mode"), tags=wb.get("tags") or (),
-                        resume=resume_state is not None and prev is not None)
-        record.update(wandb={"id": w.run_id, "mode": w.mode})
-        writers.append(w)
+    context = WriterContext(run_dir, cfg, record.info["id"], cfg["name"], record.info,
+                            resume=resume_state is not None, record=record.update)
+    writers += build_writers(lg, context)
     return MultiWriter(writers), csv, console
 
 
@@ -148,8 +140,8 @@ def create_run_dir(cfg: dict[str, Any], runs_dir: Path, run_dir: Path | None,
         save_config(cfg, run_dir / "config.yaml")
         cwd = Path.cwd()
         record = RunRecord.create(run_dir, run_dir.name, cfg["name"], cfg["seed"], lock=lock,
-                                  config_hash=config_hash(cfg), **collect_provenance(cwd), **extra)
-        write_provenance_files(run_dir, cwd)
+                                  config_hash=config_hash(cfg), **collect_provenance(cwd, cfg["plugins"]), **extra)
+        write_provenance_files(run_dir, cwd, cfg["plugins"])
     except BaseException:
         lock.release()
         raise
@@ -221,11 +213,13 @@ def _finish(record: RunRecord, trainer, writer, callbacks, status: str, **fields
     """Close callbacks and writers, then record the final status. A close that fails (a
     full disk) turns a clean ending into `failed` with that error; it never keeps run.json
     from being written."""
+    from runlab.logging.base import end_run
+
     s = trainer.state
     try:
         for cb in callbacks:
             cb.close()
-        writer.close()
+        end_run(writer, trainer.cfg, trainer.summary.data, status, fields.get("signal"))
     except KeyboardInterrupt:  # another Ctrl-C while closing: stop waiting, still record the end
         print("runlab: stopped while closing the run's writers", file=sys.stderr)
     except Exception as e:  # noqa: BLE001 - recorded in run.json below
