@@ -21,7 +21,6 @@ from runlab.logging.base import Writer, WriterContext
 from runlab.registry import WRITERS
 
 
-
 @WRITERS.register("tensorboard", description="TensorBoard event files in <run>/tensorboard "
                                               "(scalars, figures, hparams, config text).")
 def tensorboard(context: WriterContext) -> Writer:
