@@ -73,7 +73,8 @@ def test_top_level_keys(tmp_path: Path, key: str, value, words: str | None) -> N
 def test_defaults_come_from_the_schema_and_validate(tmp_path: Path) -> None:
     assert defaults(RunConfig) == DEFAULTS
     assert DEFAULTS["logging"]["wandb"] == {"enabled": False, "project": "runlab", "entity": None,
-                                            "mode": None, "tags": []}
+                                            "mode": None, "tags": [], "group": None,
+                                            "job_type": None}
     validate_config(tiny_config(tmp_path))  # the defaults themselves pass
     cfg = fill_defaults({**tiny_config(tmp_path), "logging": {"wandb": True}})
     validate_config(cfg)  # `wandb: true` shorthand

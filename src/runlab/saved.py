@@ -83,21 +83,15 @@ class SavedRun:
         from runlab.train.trainer import Trainer
 
         p = self._prepared
-        trainer = Trainer(p.cfg, p.splits, p.model, p.loss, p.optimizer, p.device,
-                          MultiWriter([]), scheduled=p.scheduled, run_dir=None)
+        trainer = Trainer(p.cfg, p.splits, p.model, p.loss, p.optimizers, p.device,
+                          MultiWriter([]), **p.trainer_kwargs(), run_dir=None)
         trainer.state.epoch, trainer.state.step = self.epoch, self.step
         return trainer
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """Sample-weighted means of every loss term and metric on `split` (train/val/test)."""
-        if split == "train":
-            from runlab.data.loader import make_loader
-
-            d = self.config["data"]
-            self._trainer.eval_loaders.setdefault("train", make_loader(
-                self.splits.train, d["eval_batch_size"] or max(d["batch_size"], 512),
-                shuffle=False, kind=d["loader"], seed=self.config["seed"], device=self.device,
-                num_workers=d["num_workers"]))
+        if split == "train" and "train" not in self._trainer.eval_loaders:
+            self._trainer.eval_loaders["train"] = self._trainer.make_eval_loader(self.splits.train)
         if split not in self._trainer.eval_loaders:
             have = ", ".join(["train", *self._trainer.eval_loaders])
             raise ConfigError(f"--split: run {self.path.name} has no '{split}' split. "

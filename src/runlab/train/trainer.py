@@ -10,6 +10,7 @@ rest of the loop (data, logging, validation, checkpoints) stays the same.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -86,10 +87,12 @@ class Trainer:
         eval_bs = d["eval_batch_size"] or max(d["batch_size"], 512)
         self.train_loader = make_loader(splits.train, d["batch_size"], shuffle=True,
                                         drop_last=d["drop_last"], transform=train_tf, **common)
-        self.eval_loaders = {
-            name: make_loader(data, eval_bs, shuffle=False, transform=eval_tf, **common)
-            for name, data in (("val", splits.val), ("test", splits.test)) if data is not None
-        }
+        # evaluation loaders: val and test here; `runlab.saved` adds train on demand
+        self.make_eval_loader = functools.partial(make_loader, batch_size=eval_bs, shuffle=False,
+                                                  transform=eval_tf, **common)
+        self.eval_loaders = {name: self.make_eval_loader(data)
+                             for name, data in (("val", splits.val), ("test", splits.test))
+                             if data is not None}
         self.state = TrainState(cfg, run_dir, splits.meta, model, self.optimizer, device, writer,
                                 self.max_epochs)
         self.state.train_data, self.state.val_data = splits.train, splits.val
