@@ -48,6 +48,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     from runlab.optim import build_optimizer, build_scheduler
     from runlab.registry import CALLBACKS
     from runlab.runs.checkpoint import seed_everything
+    from runlab.schedule_check import warn_schedules
     from runlab.train.build import build_model_and_loss, build_splits, resolve_device
     from runlab.train.callbacks import EarlyStopping
 
@@ -67,6 +68,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
         optimizer = build_optimizer(cfg["optimizer"], built.model.parameters())
         n_batches = -(-len(splits.train[0]) // cfg["data"]["batch_size"])
         steps = max(1, n_batches // cfg["trainer"]["accumulate"])
+        warn_schedules(cfg, steps)
         scheduler, interval, monitor = build_scheduler(
             cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"], steps)
     except (TypeError, ValueError) as e:
