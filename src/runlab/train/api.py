@@ -184,6 +184,9 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
 
         watch_first_step(p.optimizer)
         background.prewarm()  # the drawing process imports matplotlib while training starts
+        if resume_state is not None:
+            print(f"runlab: resuming run {record.info['id']} at epoch {resume_state['epoch']} "
+                  f"step {resume_state['step']} (checkpoints/last.pt)")
         record.start()
         try:
             with _SignalStop(trainer):
@@ -200,6 +203,10 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
             err = getattr(e, "run_error", None) or {
                 "type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
             _finish(record, trainer, writer, callbacks, "failed", error=err)
+            sys.stderr.flush()  # the traceback before the closing lines
+            print(f"runlab: run {run_dir.name} failed at epoch {trainer.state.epoch} step "
+                  f"{trainer.state.step}: {err['type']}: {err['message']}".split("\n")[0])
+            print(f"runlab: run folder {run_dir}")
             if isinstance(e, KeyboardInterrupt):
                 return 130
             return EXIT_FAILED
