@@ -135,3 +135,15 @@ def test_help_lists_commands_in_a_projects_order_and_errors_share_one_prefix(tmp
         assert r.returncode == 2, (args, r.stderr)
         errors = [line for line in r.stderr.splitlines() if "rror" in line]
         assert errors and all(line.startswith("runlab: error: ") for line in errors), r.stderr
+
+
+def test_ensemble_epoch_lines_say_what_the_spread_is(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {name: moons, n_samples: 64, batch_size: 16}\n"
+                      "model: {name: mlp, hidden: [8]}\ntrainer: {max_epochs: 1, device: cpu}\n")
+    r = run_cli("train", str(config), "--seeds", "2", "--runs-dir", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "training seeds 0,1" in line)
+    assert lines[start].endswith("epoch lines show mean ± std over the seeds")
+    assert any(line.startswith("epoch 1/1") and " ± " in line for line in lines[start + 1:])
