@@ -152,17 +152,21 @@ def test_hydra_add_and_remove_overrides(tmp_path):
         "~model.hiden: no such key to remove. Did you mean 'model.hidden'?"]
 
 
-def test_hydra_overrides_on_the_command_line(tmp_path):
+def test_hydra_overrides_and_a_short_schedule_on_the_command_line(tmp_path):
     path = write(tmp_path / "c.yaml", """
         data: {name: moons, n_samples: 64, batch_size: 16}
         model: {name: mlp, hidden: [8]}
-        scheduler: {name: cosine}
-        trainer: {max_epochs: 1, device: cpu}
+        scheduler: {name: warmup_cosine}
+        loss: {name: cross_entropy}
+        trainer: {max_epochs: 2, device: cpu}
         logging: {console: false}
     """)
     runs = tmp_path / "runs"
-    r = run_cli("train", str(path), "+model.dropout=0.1", "~scheduler", "--runs-dir", str(runs))
+    r = run_cli("train", str(path), "+model.dropout=0.1", "~loss", "+scheduler.total=1",
+                "--runs-dir", str(runs))
     assert r.returncode == 0, r.stderr
     [saved] = runs.glob("manual/*/config.yaml")
     cfg = load_config(saved)
-    assert cfg["model"]["dropout"] == 0.1 and cfg["scheduler"] is None
+    assert cfg["model"]["dropout"] == 0.1 and cfg["loss"] is None
+    # a schedule shorter than the run is named before training starts (runlab.schedule_check)
+    assert "runlab: warning: scheduler.total: 1 epochs, but the run is 2 epochs long" in r.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from runlab.config import fill_defaults
 from runlab.schedule_check import schedule_warnings
-from runlab_testing import run_cli
 
 
 def _cfg(**sections):
@@ -32,13 +31,3 @@ def test_hparam_schedule_that_decays_to_zero_early_is_named():
     [message] = schedule_warnings(_cfg(model={"name": "mlp", "dropout": decay}), 10)
     assert message.startswith("model.dropout: the linear schedule reaches 0 at epoch 2")
 
-
-def test_train_prints_the_warning_before_the_first_epoch(tmp_path):
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        "data: {name: moons, n_samples: 64, batch_size: 16}\nmodel: {name: mlp, hidden: [8]}\n"
-        "scheduler: {name: warmup_cosine, total: 1}\n"
-        "trainer: {max_epochs: 2, device: cpu}\nlogging: {console: false}\n")
-    proc = run_cli("train", str(config), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "runlab: warning: scheduler.total: 1 epochs, but the run is 2 epochs long" in proc.stderr
