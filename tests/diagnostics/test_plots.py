@@ -83,3 +83,7 @@ def test_figures_carry_the_run_id_an_epoch_axis_and_the_lr_as_held(tmp_path):
     assert epoch_mapping({0: 1.0}) is None  # no epoch ended yet: no epoch axis
     loss = family_figure(run, "loss", {"train/loss": series["train/loss"]}, ends)
     assert loss.axes[0].get_lines()[0].get_drawstyle() == "default"
+    (run / "config.yaml").write_text("scheduler: {name: cosine, interval: step}\n")
+    [per_step] = family_figure(run, "lr", {"lr": series["lr"]}, ends).axes[0].get_lines()
+    assert per_step.get_drawstyle() == "default"  # changes every step: a line, no staircase
+    assert per_step.get_label() == "lr (cosine, stepped every step)"

@@ -54,10 +54,10 @@ def plot_metrics(run_dir: Path) -> list[Path]:
     """Write `plots/<family>.png` for every metric family in run_dir/metrics.csv.
 
     Splits of one metric share an axis (loss.png holds train/loss, val/loss and
-    test/loss), x = optimiser step below and epochs above; the run id is the title. The
-    lr is drawn as the steps it holds for: a value logged at step s was in force since
-    the previous logging point (a schedule stepped per epoch is a staircase of epochs; one
-    stepped per step, `scheduler.interval: step`, a smooth curve). Returns the written paths.
+    test/loss), x = optimiser step below and epochs above; the run id is the title. An lr
+    stepped per epoch is drawn as held since the previous logging point (a staircase of
+    epochs, which is what it is); one stepped every step (`scheduler.interval: step`) as a
+    line through the logged values. Returns the written paths.
     """
     run_dir = Path(run_dir)
     path = run_dir / "metrics.csv"
@@ -85,9 +85,12 @@ def family_figure(run_dir: Path, family: str, metrics: dict[str, tuple[np.ndarra
     for metric, (steps, values) in metrics.items():
         order = np.argsort(steps, kind="stable")
         style = "o-" if len(steps) <= 50 else "-"  # epoch-level series: show the points
-        label = f"lr ({_lr_interval(run_dir)})" if metric == "lr" else metric
+        label, held = metric, False
+        if metric == "lr":
+            scheduler, interval = _lr_schedule(run_dir)
+            label, held = f"lr ({scheduler})", interval != "step"
         ax.plot(steps[order], values[order], style, markersize=3, linewidth=1.2, label=label,
-                drawstyle="steps-pre" if metric == "lr" else "default")
+                drawstyle="steps-pre" if held else "default")
     ax.locator_params(nbins=4)  # fewer tick labels: text is most of the drawing time
     ax.set_xlabel("step")
     ax.set_ylabel(family)
@@ -98,17 +101,20 @@ def family_figure(run_dir: Path, family: str, metrics: dict[str, tuple[np.ndarra
     return fig
 
 
-def _lr_interval(run_dir: Path) -> str:
-    """How often the run's LR scheduler steps, for the lr legend: the curve's shape says it."""
+def _lr_schedule(run_dir: Path) -> tuple[str, str]:
+    """(legend text, interval) of the run's LR scheduler. An lr that changes only per
+    epoch (or never) is drawn as held since the previous logging point, a staircase of
+    epochs; one stepped every step as a line through the logged values."""
     import yaml
 
     try:
         sched = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("scheduler")
     except (OSError, yaml.YAMLError):
-        return "per logging point"
+        return "as logged", "step"
     if not isinstance(sched, dict):
-        return "no scheduler"
-    return f"{sched.get('name')}, stepped every {sched.get('interval', 'epoch')}"
+        return "no scheduler", "epoch"
+    interval = str(sched.get("interval", "epoch"))
+    return f"{sched.get('name')}, stepped every {interval}", interval
 
 
 def _epoch_axis(ax, ends: dict[int, float]) -> None:
