@@ -89,6 +89,7 @@ def test_vectorize_trains_a_settings_seeds_in_one_process(make_sweep, fake_base,
     timed = [line for line in done if "completed in" in line]  # one process, one wall time
     assert len(done) == 6 and len(timed) == 2
     assert all("(3 seeds trained together)" in line for line in timed)
+    assert not any("eta" in line for line in timed)  # its other seeds are done too, not left
 
 
 def test_random_search_runs_its_trials(make_sweep, fake_base, tmp_path):
