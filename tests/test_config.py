@@ -116,3 +116,57 @@ def test_missing_data_file_exits_2_naming_the_file(tmp_path):
     assert r.returncode == 2
     assert "train-images-idx3-ubyte" in r.stderr and str(tmp_path / "nowhere") in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_keys_come_before_an_interpolation_they_break(tmp_path):
+    path = write(tmp_path / "c.yaml", """
+        name: d${model.depth}
+        data: {name: moons}
+        model: {name: mlp, detph: 2}
+    """)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    first, second = e.value.problems
+    assert first.startswith("model.detph: unknown parameter of mlp (value 2)")
+    assert second == ("cannot resolve interpolation: Interpolation key 'model.depth' not found."
+                      " Did you mean 'model.detph'?")
+
+
+def test_hydra_add_and_remove_overrides(tmp_path):
+    path = write(tmp_path / "c.yaml", """
+        data: {name: moons}
+        model: {name: mlp, hidden: [8]}
+        scheduler: {name: cosine}
+    """)
+    cfg = load_config(path, ["+model.dropout=0.2", "~scheduler", "++seed=3"])
+    assert cfg["model"] == {"name": "mlp", "hidden": [8], "dropout": 0.2}
+    assert cfg["scheduler"] is None and cfg["seed"] == 3
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ["+model.hidden=[4]", "~model.hiden", "~seed=1"])
+    text = str(e.value)
+    assert "bad override '~seed=1'" in text  # parse problems first, on their own
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ["+model.hidden=[4]", "~model.hiden"])
+    assert e.value.problems == [
+        "+model.hidden: model.hidden is already set (to [8]); use model.hidden=VALUE to change it",
+        "~model.hiden: no such key to remove. Did you mean 'model.hidden'?"]
+
+
+def test_hydra_overrides_and_a_short_schedule_on_the_command_line(tmp_path):
+    path = write(tmp_path / "c.yaml", """
+        data: {name: moons, n_samples: 64, batch_size: 16}
+        model: {name: mlp, hidden: [8]}
+        scheduler: {name: warmup_cosine}
+        loss: {name: cross_entropy}
+        trainer: {max_epochs: 2, device: cpu}
+        logging: {console: false}
+    """)
+    runs = tmp_path / "runs"
+    r = run_cli("train", str(path), "+model.dropout=0.1", "~loss", "+scheduler.total=1",
+                "--runs-dir", str(runs))
+    assert r.returncode == 0, r.stderr
+    [saved] = runs.glob("manual/*/config.yaml")
+    cfg = load_config(saved)
+    assert cfg["model"]["dropout"] == 0.1 and cfg["loss"] is None
+    # a schedule shorter than the run is named before training starts (runlab.schedule_check)
+    assert "runlab: warning: scheduler.total: 1 epochs, but the run is 2 epochs long" in r.stderr

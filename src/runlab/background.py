@@ -161,9 +161,23 @@ def plot_metrics(run_dir: Any) -> list:
     return plot(run_dir)
 
 
-def render_drawing(drawing: Drawing, path: str, dpi: int = 100) -> None:
-    """Worker side of a diagnostic's `Drawing`: draw it and write its PNG."""
+def render_drawing(drawing: Drawing, path: str, dpi: int = 100,
+                   paths: tuple[str, ...] = ()) -> None:
+    """Worker side of a diagnostic's `Drawing`: draw it and write its PNG. `paths`: the
+    run's import path (`sys.path`, plugin folders included), so the worker imports the
+    drawing's module exactly where the run would (`Drawing("mypkg.figures:draw")` with
+    `mypkg/` in a plugin folder)."""
+    import sys
+
+    sys.path.extend(p for p in paths if p not in sys.path)
     drawing.draw().savefig(path, dpi=dpi)
+
+
+def submit_drawing(drawing: Drawing, path: Any) -> Future:
+    """Draw `drawing` into the PNG at `path` in the worker, importing as this process does."""
+    import sys
+
+    return submit(render_drawing, drawing, str(path), 100, tuple(sys.path))
 
 
 def render_figure(blob: bytes, path: str, dpi: int = 100) -> None:

@@ -18,8 +18,20 @@ from runlab.runs.cli import app as runs_app
 from runlab.runs.cli import usage_errors
 from runlab.sweep.cli import sweep
 
+# `runlab --help` lists commands in the order of a project's life, not of registration.
+COMMAND_ORDER = ("train", "sweep", "runs", "eval", "analyze", "report", "diagnose", "list", "init")
+
+
+class _OrderedGroup(typer.core.TyperGroup):
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER
+                      else len(COMMAND_ORDER))
+
+
 app = typer.Typer(
     name="runlab",
+    cls=_OrderedGroup,
     help="Train, sweep and analyse PyTorch models from one YAML config; every run recorded.",
     no_args_is_help=True,
     add_completion=False,
@@ -133,22 +145,30 @@ def list_components(
 ) -> None:
     """List registered components with a one-line description and their parameters."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from runlab.config import did_you_mean
+    from runlab.errors import ERROR
     from runlab.registry import REGISTRIES
 
     if kind not in REGISTRIES:
-        typer.echo(f"error: unknown kind '{kind}'.{did_you_mean(kind, KINDS)} Available: {', '.join(KINDS)}",
-                   err=True)
+        typer.echo(f"{ERROR}unknown kind '{kind}'.{did_you_mean(kind, KINDS)} Available: "
+                   f"{', '.join(KINDS)}", err=True)
         raise typer.Exit(2)
     table = Table(title=f"runlab {kind}", show_lines=False)
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("description")
     table.add_column("parameters (defaults)", style="dim")
+    filled = {}
+    if kind == "schedulers":  # lengths the framework fills in from the run (runlab.optim)
+        from runlab.optim import LENGTH_PARAMS
+
+        filled = dict.fromkeys(LENGTH_PARAMS, "run length")
     for entry in REGISTRIES[kind]:
         src = "" if entry.source == "runlab" else f" [{entry.source}]"
-        table.add_row(entry.name, entry.description + src, entry.describe_params())
+        table.add_row(entry.name, escape(entry.description + src),
+                      escape(entry.describe_params(filled)))
     Console(width=max(120, Console().width)).print(table)
 
 
@@ -261,15 +281,45 @@ def main() -> None:
     global _status
     atexit.register(_skip_teardown)  # registered first, so it runs after every other handler
     try:
-        try:
-            app()
-        except KeyboardInterrupt:
-            sys.exit(130)
-        _status = 0
+        code = _run_app()
+        _status = code
+        if code:
+            sys.exit(code)
     except SystemExit as e:
         _status = _exit_status(e.code)
         raise
 
+
+def _run_app() -> int:
+    """Run the typer app and return its exit code. Click's own usage errors ("No such
+    option") are printed with runlab's one error prefix, like every other error."""
+    try:  # typer >= 0.16 vendors click
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+
+    from runlab.errors import ERROR
+
+    try:
+        code = typer.main.get_command(app).main(prog_name="runlab", standalone_mode=False)
+    except typer.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):
+            return 130
+        typer.echo("Aborted!", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except ClickException as e:
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click shows it
+            e.show()
+        else:
+            if ctx is not None:
+                typer.echo(f"{ctx.get_usage()}\nTry '{ctx.command_path} --help' for help.\n",
+                           err=True)
+            typer.echo(ERROR + e.format_message(), err=True)
+        return e.exit_code
+    return code if isinstance(code, int) else 0
 
 if __name__ == "__main__":
     main()

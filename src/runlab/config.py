@@ -62,24 +62,54 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
-    pairs, problems = [], []
+def parse_overrides(overrides: list[str]) -> list[tuple[str, str, Any]]:
+    """`KEY=VALUE` (set; adds a missing key too), `+KEY=VALUE` (add a key that is not
+    there yet), `++KEY=VALUE` (same as plain) and `~KEY` (remove), as Hydra spells them.
+    Returns (op, dotted key, value) with op one of "set", "add", "remove"."""
+    parsed, problems = [], []
     for item in overrides:
-        key, sep, text = item.partition("=")
+        op, text = ("remove", item[1:]) if item.startswith("~") else \
+            ("set", item[2:]) if item.startswith("++") else \
+            ("add", item[1:]) if item.startswith("+") else ("set", item)
+        key, sep, value = text.partition("=")
         key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
+        if not key or any(not part for part in key.split(".")) or (op == "remove") == bool(sep):
             problems.append(
-                f"bad override {item!r}: expected KEY=VALUE with a dotted key, "
-                "e.g. model.latent_dim=8 or trainer.max_epochs=3"
+                f"bad override {item!r}: expected KEY=VALUE with a dotted key "
+                "(e.g. model.latent_dim=8), +KEY=VALUE to add a key or ~KEY to remove one"
             )
             continue
         try:
-            pairs.append((key, parse_value(text)))
+            parsed.append((op, key, None if op == "remove" else parse_value(value)))
         except ConfigError as e:
             problems.extend(e.problems)
     if problems:
         raise ConfigError(problems)
-    return pairs
+    return parsed
+
+
+def apply_overrides(cfg: Any, overrides: list[tuple[str, str, Any]]) -> None:
+    """Apply parsed overrides to an OmegaConf config in place; ConfigError lists every
+    `+KEY` that is already set and every `~KEY` that is not."""
+    from omegaconf import OmegaConf
+
+    problems = []
+    for op, key, value in overrides:
+        *parents, leaf = key.split(".")
+        parent = OmegaConf.select(cfg, ".".join(parents)) if parents else cfg
+        present = OmegaConf.is_dict(parent) and leaf in parent
+        if op == "add" and present:
+            problems.append(f"+{key}: {key} is already set (to {OmegaConf.select(cfg, key)!r}); "
+                            f"use {key}=VALUE to change it")
+        elif op == "remove" and not present:
+            known = list(flatten(OmegaConf.to_container(cfg, resolve=False)))
+            problems.append(f"~{key}: no such key to remove.{did_you_mean(key, known)}")
+        elif op == "remove":
+            del parent[leaf]
+        else:
+            OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -142,16 +172,33 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    pairs = parse_overrides(overrides or [])
-    raw = compose(Path(path))
-    cfg = OmegaConf.create(raw)
-    for key, value in pairs:
-        OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+    parsed = parse_overrides(overrides or [])
+    cfg = OmegaConf.create(compose(Path(path)))
+    apply_overrides(cfg, parsed)
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:
-        raise ConfigError(f"cannot resolve interpolation: {e}".split("\n")[0]) from None
+        raise ConfigError(_unresolvable(OmegaConf.to_container(cfg, resolve=False), e)) from None
     return fill_defaults(resolved)
+
+
+def _unresolvable(raw: dict[str, Any], error: Exception) -> list[str]:
+    """An interpolation that cannot resolve, after the unknown keys of the config: a
+    misspelt key (`detph: 2`) is the usual reason `${model.depth}` is not found."""
+    import re
+
+    from runlab.validate import validate_config as _validate
+
+    try:
+        _validate(fill_defaults(raw))
+        unknown = []
+    except ConfigError as e:
+        unknown = [p for p in e.problems if "unknown" in p.split(":", 1)[-1][:40]]
+    message = f"cannot resolve interpolation: {error}".split("\n")[0]
+    missing = re.search(r"Interpolation key '([^']+)' not found", str(error))
+    if missing:
+        message = message.rstrip(".") + "." + did_you_mean(missing.group(1), list(flatten(raw)))
+    return [*unknown, message]
 
 
 def fill_defaults(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""Errors that the CLI turns into exit codes."""
+"""Errors that the CLI turns into exit codes, and the one prefix every error line has."""
 
 from __future__ import annotations
+
+ERROR = "runlab: error: "  # every error the `runlab` command prints starts with this
 
 
 class ConfigError(Exception):
@@ -11,8 +13,6 @@ class ConfigError(Exception):
         super().__init__(self.format())
 
     def format(self) -> str:
-        if len(self.problems) == 1:
-            return f"config error: {self.problems[0]}"
-        lines = [f"config error: {len(self.problems)} problems"]
-        lines += [f"  - {p}" for p in self.problems]
-        return "\n".join(lines)
+        """One `runlab: error: ...` line per problem (a problem's own continuation lines
+        follow it indented)."""
+        return "\n".join(ERROR + p for p in self.problems)

@@ -52,10 +52,15 @@ class Entry:
     def required(self) -> list[str]:
         return [n for n, p in self.parameters().items() if p.default is p.empty]
 
-    def describe_params(self) -> str:
+    def describe_params(self, filled: dict[str, str] | None = None) -> str:
+        """`name, name=default, ...`; `filled` names the defaults the framework supplies
+        in place of the constructor's (`T_max` -> "run length")."""
         parts = []
         for n, p in self.parameters().items():
-            parts.append(n if p.default is p.empty else f"{n}={p.default!r}")
+            if filled and n in filled:
+                parts.append(f"{n}={filled[n]}")
+            else:
+                parts.append(n if p.default is p.empty else f"{n}={p.default!r}")
         return ", ".join(parts)
 
 

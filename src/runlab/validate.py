@@ -48,6 +48,10 @@ def load_plugins(paths: list[str]) -> list[str]:
         if not path.exists():
             problems.append(f"plugins[{i}]: {p} does not exist (plugin paths are relative to the config file)")
             continue
+        # packages beside the plugin files import by name (`Drawing("mypkg.figures:draw")`)
+        folder = str((path if path.is_dir() else path.parent).resolve())
+        if folder not in sys.path:
+            sys.path.append(folder)
         for f in files:
             if f.name.startswith("_") and f.name != "__init__.py":
                 continue

@@ -276,3 +276,37 @@ def test_clean_removes_only_the_given_statuses(
     assert result.exit_code == 2 and "unknown status 'running'" in result.stderr
     assert invoke("clean", "-s", "crashed", "--yes", "--runs-dir", runs_root).exit_code == 0
     assert not crashed.exists() and live.exists() and done.exists()
+
+
+def test_clean_takes_statuses_as_arguments(runs_root: Path, make_run, running, dead_pid) -> None:
+    failed = make_run("f-20261128-101500-0001", status="failed")
+    crashed = make_run("c-20261128-101500-0002", **running(dead_pid))
+    interrupted = make_run("i-20261128-101500-0003", status="interrupted")
+    assert invoke("clean", "failed", "crashed", "--yes", "--runs-dir", runs_root).exit_code == 0
+    assert not failed.exists() and not crashed.exists() and interrupted.exists()
+    result = invoke("clean", "interupted", "--yes", "--runs-dir", runs_root)
+    assert result.exit_code == 2 and "Did you mean 'interrupted'?" in result.stderr
+
+
+def test_every_runs_command_takes_runs_dir(runs_root: Path, make_run) -> None:
+    make_run("mlp-20261128-101500-aaaa")
+    assert [r["id"] for r in json.loads(invoke("list", "--runs-dir", runs_root, "--json").stdout)] \
+        == ["mlp-20261128-101500-aaaa"]
+    assert listed(runs_root)[0]["id"] == "mlp-20261128-101500-aaaa"  # PATH still works
+    both = invoke("list", runs_root / "manual", "--runs-dir", runs_root)
+    assert both.exit_code == 2 and "not both" in both.stderr
+    for command in ("show", "resume", "delete", "clean"):  # resume is added by runlab.cli
+        helped = subprocess.run([sys.executable, "-m", "runlab", "runs", command, "--help"],
+                                capture_output=True, text=True)
+        assert "--runs-dir" in helped.stdout
+
+
+def test_show_lines_are_not_padded_and_errors_share_one_prefix(runs_root: Path, make_run) -> None:
+    make_run("mlp-20261128-101500-aaaa", metrics={"val/acc": 0.91})
+    shown = subprocess.run([*ENTRY, "show", "mlp-2026", "--runs-dir", runs_root],
+                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    overview = shown.stdout.split("\n\n")[0].splitlines()
+    assert overview[0].startswith("id") and all(line == line.rstrip() for line in overview)
+    missing = invoke("show", "nope", "--runs-dir", runs_root)
+    assert missing.exit_code == 2 and missing.stderr.startswith("runlab: error: ")

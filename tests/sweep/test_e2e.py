@@ -94,7 +94,8 @@ def test_bad_sweep_file_exits_2_with_every_problem(make_sweep, tmp_path):
     result = sweep_cli(path, tmp_path / "runs")
     assert result.returncode == 2
     assert "Did you mean 'method'?" in result.stderr
-    assert "Did you mean 'optimizer.lr'?" in result.stderr
+    assert "optimizer.lrr: unknown parameter of adam" in result.stderr
+    assert "Did you mean 'lr'?" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 

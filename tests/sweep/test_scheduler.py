@@ -76,7 +76,7 @@ def test_two_sweep_processes_never_run_a_run_twice(make_sweep, fake_base, tmp_pa
 
 
 def test_vectorize_trains_a_settings_seeds_in_one_process(make_sweep, fake_base, tmp_path,
-                                                          monkeypatch):
+                                                          monkeypatch, capsys):
     fake_base()
     monkeypatch.setattr(jobs, "_SEEDS_FLAG", {FAKE_TRAIN: True})
     runs = tmp_path / "runs"
@@ -85,6 +85,11 @@ def test_vectorize_trains_a_settings_seeds_in_one_process(make_sweep, fake_base,
     logs = sorted(p.name for p in (runs / "sweeps" / "sw" / "logs").iterdir())
     assert logs == ["sw-s000-s0.log", "sw-s001-s0.log"]
     assert len(_attempts(runs)) == 6
+    done = [line for line in capsys.readouterr().out.splitlines() if " completed" in line]
+    timed = [line for line in done if "completed in" in line]  # one process, one wall time
+    assert len(done) == 6 and len(timed) == 2
+    assert all("(3 seeds trained together)" in line for line in timed)
+    assert not any("eta" in line for line in timed)  # its other seeds are done too, not left
 
 
 def test_random_search_runs_its_trials(make_sweep, fake_base, tmp_path):
@@ -118,6 +123,18 @@ def test_a_changed_search_space_is_not_mixed_into_an_old_sweep(make_sweep, fake_
     changed = make_sweep(seeds=1, parameters={"optimizer.lr": [0.01, 0.001]})
     with pytest.raises(ConfigError, match="different parameters"):
         run_sweep(changed, runs_dir=runs, train=FAKE_TRAIN, live=False)
+
+
+def test_a_changed_base_config_is_named_key_by_key(make_sweep, fake_base, tmp_path):
+    fake_base()
+    runs = tmp_path / "runs"
+    assert run_sweep(make_sweep(seeds=1), runs_dir=runs, train=FAKE_TRAIN, live=False) == 0
+    changed = make_sweep(seeds=1, overrides={"trainer.max_epochs": 5, "model.dropout": 0.1})
+    with pytest.raises(ConfigError) as err:
+        run_sweep(changed, runs_dir=runs, train=FAKE_TRAIN, live=False)
+    assert "different base config (model.dropout: '<absent>' -> 0.1; trainer.max_epochs: " \
+        in str(err.value)
+    assert "-> 5)" in str(err.value) and "base_hash" not in str(err.value)
 
 
 def test_local_workers_get_their_own_gpu_and_a_share_of_the_cores(tmp_path, monkeypatch):

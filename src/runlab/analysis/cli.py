@@ -132,7 +132,9 @@ def report(
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    from runlab.errors import ERROR
+
+    typer.echo(ERROR + message, err=True)
     raise typer.Exit(2)
 
 

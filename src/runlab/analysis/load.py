@@ -3,7 +3,7 @@
 Reading is two-phase so that filters are cheap: run.json + config.yaml of every run first
 (small files), then metrics.csv only for the runs that pass `status=` and `where=`.
 Both phases use a thread pool; metrics.csv is parsed with pyarrow when it is installed
-(it releases the GIL), else with pandas' C parser.
+(`pip install runlab[arrow]`; it releases the GIL), else with pandas' C parser.
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ class FigureSink:
         from runlab import background
 
         if isinstance(figure, Drawing):
-            future = background.submit(background.render_drawing, figure, str(path))
+            future = background.submit_drawing(figure, path)
         else:
             future = background.save_figure(figure, path)
         if future is not None:
@@ -161,8 +161,8 @@ class FigureSink:
             try:
                 future.result()
             except Exception as e:  # noqa: BLE001
-                warnings.warn(f"diagnostic figure {path} could not be written: {e}",
-                              RuntimeWarning, stacklevel=2)
+                print(f"runlab: warning: diagnostic figure {path} could not be written: "
+                      f"{type(e).__name__}: {e}", file=sys.stderr)
         self._pending.clear()
 
 

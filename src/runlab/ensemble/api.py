@@ -290,7 +290,7 @@ def _run(session) -> int:
         m.record.start()
     seeds = ",".join(str(m.seed) for m in session.members)
     print(f"runlab: training seeds {seeds} vectorised in one process with {session.stack.method} "
-          f"(ensemble {session.ensemble_id})")
+          f"(ensemble {session.ensemble_id}); epoch lines show mean ± std over the seeds")
     try:
         with StopFlag(trainer):
             trainer.fit()

@@ -50,12 +50,11 @@ YES = typer.Option(False, "--yes", "-y", help="Delete without asking.")
 
 @contextmanager
 def usage_errors() -> Iterator[None]:
-    """Report a ConfigError as `error: ...` lines on stderr and exit 2."""
+    """Report a ConfigError as `runlab: error: ...` lines on stderr and exit 2."""
     try:
         yield
     except ConfigError as e:
-        for problem in e.problems:
-            typer.echo(f"error: {problem}", err=True)
+        typer.echo(e.format(), err=True)
         raise typer.Exit(2) from None
 
 
@@ -89,12 +88,17 @@ def list_runs(
         min=0,
         help=f"Rows to print; 0 = all (default: {DEFAULT_LIMIT}; all with --json).",
     ),
+    runs_dir: Path | None = RUNS_DIR,
 ) -> None:
-    """List runs, most recent first, with status, seed, sweep and main metrics."""
+    """List runs, most recent first, with status, seed, sweep and main metrics.
+    PATH and --runs-dir both name where to look (PATH may also be a sweep or run folder)."""
     with usage_errors():
+        if path is not None and runs_dir is not None and path != runs_dir:
+            raise ConfigError(f"runs list: give PATH ({path}) or --runs-dir ({runs_dir}), "
+                              "not both")
         wanted = _parse_statuses(status, (*STATUSES, "unreadable")) if status else None
         conditions = store.parse_where(where)
-        records = store.load_runs(path or store.default_runs_dir())
+        records = store.load_runs(path or runs_dir or store.default_runs_dir())
         metric, descending = store.parse_sort(sort, records) if sort else (None, True)
         if wanted:
             records = [r for r in records if r["status"] in wanted]
@@ -127,7 +131,7 @@ def show(
 
     record = store.read_run(run_dir)
     console = _console()
-    console.print(_overview_table(record))
+    console.print(_overview(record), soft_wrap=True)
     error = record.get("error")
     if isinstance(error, dict) and record["status"] != "completed":
         console.print(f"\n[bold red]{escape(str(error.get('type', 'Error')))}:[/] "
@@ -178,16 +182,21 @@ def delete(
 
 @app.command()
 def clean(
+    statuses: list[str] | None = typer.Argument(
+        None, metavar="[STATUS]...",
+        help=f"Statuses to remove: {', '.join(CLEANABLE)} (default: failed).",
+    ),
     status: list[str] = typer.Option(
-        [], "--status", "-s", help=f"Status to remove: {', '.join(CLEANABLE)} (default: failed)."
+        [], "--status", "-s", help="Same as STATUS (repeatable, comma-separated list allowed)."
     ),
     yes: bool = YES,
     runs_dir: Path | None = RUNS_DIR,
 ) -> None:
-    """Delete every run with the given status (asks first; never touches running runs)."""
+    """Delete every run with the given status (asks first; never touches running runs):
+    `runlab runs clean failed crashed`."""
     root = runs_dir or store.default_runs_dir()
     with usage_errors():
-        wanted = _parse_statuses(",".join(status) or "failed", CLEANABLE)
+        wanted = _parse_statuses(",".join([*(statuses or []), *status]) or "failed", CLEANABLE)
         records = [r for r in store.load_runs(root) if r["status"] in wanted]
     inside = []
     for record in records:
@@ -323,13 +332,10 @@ def _runs_table(records: list[dict], sort_metric: str | None) -> Any:
     return table
 
 
-def _overview_table(record: dict) -> Any:
-    from rich.table import Table
-    from rich.text import Text
+def _overview(record: dict) -> str:
+    """`key  value` lines (markup): unlike a table, no line is padded to the widest one."""
+    from rich.markup import escape
 
-    table = Table(box=None, show_header=False, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
     status = _styled(record["status"])
     if record.get("recorded_status"):
         age = heartbeat_age(record)
@@ -358,10 +364,9 @@ def _overview_table(record: dict) -> Any:
         "devices": ", ".join(record.get("devices") or []),
         "command": shlex.join(record["command"]) if record.get("command") else None,
     }
-    for key, value in rows.items():
-        if value not in (None, ""):
-            table.add_row(key, status if key == "status" else Text(str(value)))
-    return table
+    width = max(len(k) for k in rows)
+    return "\n".join(f"[bold]{key:<{width}}[/]  {value if key == 'status' else escape(str(value))}"
+                     for key, value in rows.items() if value not in (None, ""))
 
 
 def _git_text(git: dict) -> str:

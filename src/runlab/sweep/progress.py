@@ -50,14 +50,16 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done)
 
-    def advance(self, line: str) -> None:
+    def advance(self, line: str, eta: bool = True) -> None:
+        """One run finished; `eta=False` for all but the last of runs that ended together
+        (a setting's seeds trained in one process), whose estimate would count them as left."""
         self.done += 1
         self._finished_here += 1
         if self._bar is not None:
             self._bar.update(self._task, completed=self.done)
             self._bar.console.print(line, highlight=False, markup=False)
         else:
-            print(f"[{self.done}/{self.total}] {line}{self._eta()}", flush=True)
+            print(f"[{self.done}/{self.total}] {line}{self._eta() if eta else ''}", flush=True)
 
     def note(self, line: str) -> None:
         if self._bar is not None:

@@ -96,17 +96,24 @@ def _corners(spec: SweepSpec) -> list[Setting]:
 
 def _prepare_folder(spec: SweepSpec, folder: Path) -> None:
     """Write sweep.yaml; refuse to resume a sweep whose settings would mean something else."""
-    from runlab.config import config_hash
+    from runlab.config import config_diff, config_hash, result_config
 
-    resolved = {**spec.resolved(), "base_hash": config_hash(spec.base_config)}
+    # base_config: the base's result keys, so a changed base can be named key by key
+    resolved = {**spec.resolved(), "base_hash": config_hash(spec.base_config),
+                "base_config": json.loads(json.dumps(result_config(spec.base_config),
+                                                     default=str))}
     path = folder / "sweep.yaml"
     if path.exists():
         old = yaml.safe_load(path.read_text()) or {}
         changed = [k for k in IDENTITY_KEYS if old.get(k) != resolved.get(k)]
         if changed:
+            what = ", ".join(changed)
+            if "base_hash" in changed and isinstance(old.get("base_config"), dict):
+                diff = config_diff(old["base_config"], resolved["base_config"])  # flat: as is
+                what = what.replace("base_hash", f"base config ({'; '.join(diff)})")
             raise ConfigError(
                 f"sweep '{spec.name}' in {folder} was started with a different "
-                f"{', '.join(changed)}; resume it unchanged, give the sweep a new name, "
+                f"{what}; resume it unchanged, give the sweep a new name, "
                 f"or delete {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

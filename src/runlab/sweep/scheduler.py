@@ -194,23 +194,29 @@ class Scheduler:
         seconds = time.monotonic() - self._started.pop(handle)
         self.launcher.release(handle)
         job.release()
-        for seed, run_dir in zip(job.seeds, job.run_dirs, strict=True):
+        took: float | None = seconds
+        for i, (seed, run_dir) in enumerate(zip(job.seeds, job.run_dirs, strict=True)):
             state = run_state(run_dir)
-            if state["status"] == "completed":
-                self._run_done(job.setting, seed, state, seconds)
+            if state["status"] == "completed":  # one wall time per process, not per seed
+                self._run_done(job.setting, seed, state, took, len(job.seeds),
+                               eta=i == len(job.seeds) - 1)
+                took = None
             elif self._stop:
                 self.tally.interrupted = True
             else:
                 self._run_failed(job, seed, state, code)
 
-    def _run_done(self, setting: Setting, seed: int, state: dict, seconds: float | None) -> None:
+    def _run_done(self, setting: Setting, seed: int, state: dict, seconds: float | None,
+                  together: int = 1, eta: bool = True) -> None:
         value = run_value(state, self.spec.metric, self.spec.stat)
         self.tally.values.setdefault(setting.sid, {})[seed] = value
         rid = run_id(self.spec.name, setting.sid, seed)
         shown = "n/a" if value is None else f"{value:.4g}"
         took = "" if seconds is None else f" in {seconds:.1f} s"
+        if seconds is not None and together > 1:
+            took += f" ({together} seeds trained together)"
         self.progress.advance(f"{rid} completed{took} ({self.spec.metric} {self.spec.stat} "
-                              f"{shown})")
+                              f"{shown})", eta=eta)
         self._seed_over(setting, seed)
 
     def _run_failed(self, job: Job, seed: int, state: dict, code: int) -> None:

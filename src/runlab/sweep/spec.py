@@ -168,9 +168,9 @@ def _parameters(data: Any, method: str, base_config: dict, problems: list[str]) 
     for key, value in data.items():
         key = str(key)
         missing = _missing_key(base_config, key) if base_config else None
-        if missing is not None:
-            problems.append(f"parameters.{key}: no such key in the base config.{missing} "
-                            "Add it to the base config or to `overrides` to sweep a new key")
+        refusals = _refusals(base_config, key, value) if missing is not None else []
+        problems += [f"parameters.{key}: no such key in the base config, and the config check "
+                     f"says: {why}" for why in refusals]
         if method == "grid" and isinstance(value, dict) and "distribution" in value:
             problems.append(f"parameters.{key}: a distribution cannot be enumerated by method "
                             "grid; give a list of values, or use method random or tpe")
@@ -228,6 +228,24 @@ def _missing_key(cfg: dict, key: str) -> str | None:
         else:
             return did_you_mean(key, list(flatten(cfg))) or " "
     return None
+
+
+def _refusals(base_config: dict, key: str, value: Any) -> list[str]:
+    """What the run config check says against `key` set on the base config. A key the base
+    leaves out (`model.dropout`) is swept when `runlab train ... key=value` takes it."""
+    from runlab.config import validate_config
+    from runlab.sweep.settings import apply_params
+
+    if isinstance(value, dict):
+        value = value.get("values", [value.get("min")])
+    sample = value[0] if isinstance(value, list) and value else value
+    try:
+        validate_config(apply_params(base_config, {key: sample}))
+    except ConfigError as e:
+        heads = [(p, p.split(":", 1)[0].split(" ", 1)[0]) for p in e.problems]
+        return [p for p, h in heads
+                if h == key or key.startswith(h + ".") or h.startswith(key + ".")]
+    return []
 
 
 def _metric(data: Any, problems: list[str], base_config: Any = None) -> tuple[str, str, str]:

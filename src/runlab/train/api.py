@@ -57,6 +57,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     from runlab.optim import build_optimizers
     from runlab.registry import CALLBACKS
     from runlab.runs.checkpoint import seed_everything
+    from runlab.schedule_check import warn_schedules
     from runlab.train.build import build_model_and_loss, build_splits, resolve_device
     from runlab.train.callbacks import EarlyStopping
     from runlab.train.step import build_step
@@ -77,6 +78,7 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     steps = max(1, n_batches // cfg["trainer"]["accumulate"])
     optimizers = build_optimizers(cfg, built.model, cfg["trainer"]["max_epochs"], steps,
                                   MetricRules.from_config(cfg))
+    warn_schedules(cfg, steps)
     step = build_step(cfg["step"])
     callbacks = []
     for i, c in enumerate(cfg["callbacks"]):
@@ -180,6 +182,9 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
 
         watch_first_step(p.optimizer)
         background.prewarm()  # the drawing process imports matplotlib while training starts
+        if resume_state is not None:
+            print(f"runlab: resuming run {record.info['id']} at epoch {resume_state.epoch} "
+                  f"step {resume_state.step}")
         record.start()
         try:
             with StopFlag(trainer):
@@ -196,6 +201,10 @@ def execute(p: Prepared, record: RunRecord, resume_state: dict[str, Any] | None 
                 "type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
             _finish(record, trainer, writer, callbacks, "failed", error=err)
             traceback.print_exception(e)
+            sys.stderr.flush()  # the traceback before the closing lines
+            print(f"runlab: run {run_dir.name} failed at epoch {trainer.state.epoch} step "
+                  f"{trainer.state.step}: {err['type']}: {err['message']}".split("\n")[0])
+            print(f"runlab: run folder {run_dir}")
             if isinstance(e, KeyboardInterrupt):
                 return 130
             return EXIT_BAD_INPUT if isinstance(e, UnknownMonitor) else EXIT_FAILED
