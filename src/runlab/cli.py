@@ -211,10 +211,14 @@ def diagnose(
 ) -> None:
     """Run a diagnostic on a run's saved weights; outputs go to the run's diagnostics/ folder."""
     from runlab.config import parse_overrides
+    from runlab.errors import ConfigError
     from runlab.saved import load_run
 
     with usage_errors():
-        kwargs = dict(parse_overrides(list(params or [])))
+        parsed = parse_overrides(list(params or []))
+        if any(op == "remove" for op, _, _ in parsed):
+            raise ConfigError("diagnose: parameters are KEY=VALUE; ~KEY removes nothing here")
+        kwargs = {key: value for _, key, value in parsed}
         loaded = load_run(run, checkpoint, device=device, runs_dir=runs_dir)
         result = loaded.diagnose(diagnostic, **kwargs)
     for name, value in result["scalars"].items():

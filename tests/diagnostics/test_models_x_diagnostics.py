@@ -15,12 +15,13 @@ from .conftest import backward_once, make_state
 
 MNIST1D = DatasetMeta("mnist1d-like", (1, 40), num_classes=10)
 DIGITS = DatasetMeta("digits-like", (1, 8, 8), num_classes=10)
+ECOSYSTEM = {"timm", "torchvision"}  # optional extras: tests/data/test_ecosystem.py
 METAS = [MNIST1D, pytest.param(DIGITS, marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("meta", METAS, ids=lambda m: m.name)
 @pytest.mark.parametrize("diag_name", DIAGNOSTICS.names())
-@pytest.mark.parametrize("model_name", MODELS.names())
+@pytest.mark.parametrize("model_name", [n for n in MODELS.names() if n not in ECOSYSTEM])
 def test_model_supports_diagnostic(model_name, diag_name, meta):
     torch.manual_seed(0)
     model = MODELS.get(model_name).obj(meta=meta)

@@ -68,9 +68,10 @@ def test_figures_carry_the_run_id_an_epoch_axis_and_the_lr_as_held(tmp_path):
     run.mkdir()
     write_metrics(run, steps=200)
     (run / "config.yaml").write_text("scheduler: {name: cosine, interval: epoch}\n")
-    series, ends = _read(run / "metrics.csv")
+    series, ends = _read(run / "metrics.csv", ("step",))
+    series = series["step"]
     assert ends[1] == 50 and ends[4] == 200  # epoch e ends at the first step logged with e done
-    fig = family_figure(run, "lr", {"lr": series["lr"]}, ends)
+    fig = family_figure(run, "lr", {"lr": series["lr"]}, "step", ends)
     ax = fig.axes[0]
     assert ax.get_title() == run.name
     [line] = ax.get_lines()
@@ -82,9 +83,9 @@ def test_figures_carry_the_run_id_an_epoch_axis_and_the_lr_as_held(tmp_path):
     assert list(to_epoch([-25, 0, 75, 200, 300])) == [-0.5, 0, 1.5, 4, 6]  # 50 steps an epoch
     assert list(to_step([-0.5, 1.5, 6])) == [-25, 75, 300]
     assert epoch_mapping({0: 1.0}) is None  # no epoch ended yet: no epoch axis
-    loss = family_figure(run, "loss", {"train/loss": series["train/loss"]}, ends)
+    loss = family_figure(run, "loss", {"train/loss": series["train/loss"]}, "step", ends)
     assert loss.axes[0].get_lines()[0].get_drawstyle() == "default"
     (run / "config.yaml").write_text("scheduler: {name: cosine, interval: step}\n")
-    [per_step] = family_figure(run, "lr", {"lr": series["lr"]}, ends).axes[0].get_lines()
+    [per_step] = family_figure(run, "lr", {"lr": series["lr"]}, "step", ends).axes[0].get_lines()
     assert per_step.get_drawstyle() == "default"  # changes every step: a line, no staircase
     assert per_step.get_label() == "lr (cosine, stepped every step)"

@@ -78,7 +78,11 @@ class Jacobian(Diagnostic):
                     )
                 return out.flatten()
 
-            jac = vmap(jacrev(single))(points).flatten(2)  # (n, out_dim, in_dim)
+            try:
+                jac = vmap(jacrev(single))(points)
+            except RuntimeError:  # layers vmap cannot batch (nn.GRU): one input at a time
+                jac = torch.stack([jacrev(single)(p) for p in points])
+            jac = jac.flatten(2)  # (n, out_dim, in_dim)
             sv = torch.linalg.svdvals(jac.float())  # (n, min(out_dim, in_dim)), descending
             scalars[f"{name}/frobenius"] = jac.flatten(1).norm(dim=1).mean().item()
             scalars[f"{name}/spectral"] = sv[:, 0].mean().item()
