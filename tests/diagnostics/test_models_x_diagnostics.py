@@ -24,7 +24,11 @@ METAS = [MNIST1D, pytest.param(DIGITS, marks=pytest.mark.slow)]
 @pytest.mark.parametrize("model_name", [n for n in MODELS.names() if n not in ECOSYSTEM])
 def test_model_supports_diagnostic(model_name, diag_name, meta):
     torch.manual_seed(0)
-    model = MODELS.get(model_name).obj(meta=meta)
+    try:
+        model = MODELS.get(model_name).obj(meta=meta)
+    except ValueError as e:  # a model for other input shapes (gru: signals only) says so
+        assert model_name in str(e)
+        pytest.skip(str(e))
     problems = DIAGNOSTICS.get(diag_name).obj().check(model, meta)
     if problems:
         assert all(f"'{model_name}'" in p for p in problems)  # a refusal names the model
