@@ -28,23 +28,31 @@ def metric_rows(run_dir: Path) -> list[tuple[str, ...]]:
     return [tuple(c for i, c in enumerate(line.split(",")) if i != 2) for line in lines]
 
 
-def test_sigterm_then_resume_equals_uninterrupted(make_config, tmp_path: Path) -> None:
-    # dropout: the resumed ensemble must also continue the shared RNG stream exactly
-    cfg = make_config(model={"name": "mlp", "hidden": [32, 16], "dropout": 0.2},
-                      trainer={"max_epochs": 3, "checkpoint_every_steps": 4},
-                      callbacks=[{"name": "signal_once_at_step"}])
+STOP_AT_11 = {"RUNLAB_TEST_SIGNAL": "SIGTERM@11", "OMP_NUM_THREADS": "1"}
+
+
+def reference_and_interrupted(cfg: dict, tmp_path: Path):
+    """The uninterrupted ensemble's runs by seed, and the same ensemble started by the CLI
+    into `ens/member<seed>` and stopped by SIGTERM at step 11: (ref, member dirs, output)."""
     assert train_seeds(cfg, SEEDS, tmp_path / "ref") == 0
     ref = runs_by_seed(tmp_path / "ref")
-
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     dirs = [tmp_path / "ens" / f"member{s}" for s in SEEDS]
     cmd = [sys.executable, "-m", "runlab", "train", str(config), "--seeds", "0,1"]
     for d in dirs:
         cmd += ["--run-dir", str(d)]
-    env = {**os.environ, "RUNLAB_TEST_SIGNAL": "SIGTERM@11", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, env={**os.environ, **STOP_AT_11}, capture_output=True, text=True, timeout=120)
     assert out.returncode == 128 + signal.SIGTERM, out.stdout + out.stderr
+    return ref, dirs, out
+
+
+def test_sigterm_then_resume_equals_uninterrupted(make_config, tmp_path: Path) -> None:
+    # dropout: the resumed ensemble must also continue the shared RNG stream exactly
+    cfg = make_config(model={"name": "mlp", "hidden": [32, 16], "dropout": 0.2},
+                      trainer={"max_epochs": 3, "checkpoint_every_steps": 4},
+                      callbacks=[{"name": "signal_once_at_step"}])
+    ref, dirs, out = reference_and_interrupted(cfg, tmp_path)
     assert "resume the ensemble with" in out.stdout
     for d in dirs:
         info = run_info(d)
@@ -144,23 +152,13 @@ def test_members_whose_last_checkpoints_differ_resume_from_their_common_step(mak
     cfg = make_config(model={"name": "mlp", "hidden": [32, 16], "dropout": 0.2},
                       trainer={"max_epochs": 2, "checkpoint_every_steps": 4},
                       callbacks=[{"name": "signal_once_at_step"}])
-    assert train_seeds(cfg, SEEDS, tmp_path / "ref") == 0
-    ref = runs_by_seed(tmp_path / "ref")
-
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    dirs = [tmp_path / "ens" / f"member{s}" for s in SEEDS]
-    cmd = [sys.executable, "-m", "runlab", "train", str(config), "--seeds", "0,1"]
-    for d in dirs:
-        cmd += ["--run-dir", str(d)]
-    env = {**os.environ, "RUNLAB_TEST_SIGNAL": "SIGTERM@11", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 128 + signal.SIGTERM, out.stdout + out.stderr
+    ref, dirs, out = reference_and_interrupted(cfg, tmp_path)
     behind = dirs[1] / "checkpoints"
     assert torch.load(behind / "previous.pt", weights_only=True)["step"] == 8
     os.replace(behind / "previous.pt", behind / "last.pt")  # its step-11 write never landed
 
     # `runs show` of any member prints the command that resumes the whole ensemble: run it
+    env = {**os.environ, **STOP_AT_11}
     shown = subprocess.run([sys.executable, "-m", "runlab", "runs", "show", str(dirs[1])],
                            env={**env, "COLUMNS": "400"}, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
