@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from runlab.errors import ConfigError
+from runlab.errors import ConfigError, did_you_mean  # noqa: F401 - did_you_mean: importers
 from runlab.schema import defaults
 
 DEFAULTS: dict[str, Any] = defaults()
@@ -39,11 +38,6 @@ NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "metrics",
 # at its default is left out of the hash, so older runs still resume without a config change.
 LATER_KEYS = {"optimizers": None, "step": None, "data.transforms": None,
               "data.memory_limit_mb": 4096}
-
-
-def did_you_mean(value: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(value), list(options), n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 # ---------------------------------------------------------------- loading

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from runlab import errors
+
 GOALS = ("min", "max", "none")
 GOAL_ALIASES = {"min": "min", "minimize": "min", "max": "max", "maximize": "max", "none": "none"}
 SUMMARIES = ("final", "best", "mean_last_k")
@@ -218,11 +220,8 @@ def summary_value(entry: dict[str, Any], rule: Rule) -> float | None:
 
 
 def did_you_mean(name: str, seen: list[str] | set[str]) -> str:
-    """` Did you mean 'x'?` over metric names (empty when nothing is close)."""
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(seen), n=3, cutoff=0.5)
-    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    """` Did you mean 'x'?` over metric names: up to three (empty when nothing is close)."""
+    return errors.did_you_mean(name, seen, n=3)
 
 
 def recorded_goal(summaries: Any, metric: str) -> str | None:

@@ -15,14 +15,13 @@ precision, loss), so `evaluate("test")` on the last checkpoint gives the run's l
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runlab.errors import ConfigError
+from runlab.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,8 +38,7 @@ def checkpoint_path(run_dir: Path, checkpoint: str | os.PathLike) -> Path:
     if file.is_file():
         return file
     kept = sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
-    close = difflib.get_close_matches(str(checkpoint), kept, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(checkpoint, kept, cutoff=0.6)
     raise ConfigError(f"--checkpoint: run {Path(run_dir).name} has no checkpoint "
                       f"'{checkpoint}'.{hint} Available: {', '.join(kept) or 'none'}")
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from runlab.errors import did_you_mean
 
 MAX_NAME_BYTES = 200
 """A run id is the name plus 21 characters (`-YYYYmmdd-HHMMSS-xxxx`, `-ens` for ensembles)
@@ -188,8 +189,7 @@ def check_section(cls: type, data: Any, prefix: str, extra_allowed: tuple[str, .
             problems += _check_value(value, hints[name], path, declared[name].metadata)
         elif name not in extra_allowed and not getattr(cls, "open_keys", False):
             allowed = list(declared)
-            close = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.5)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(name, allowed)
             what = "unknown top-level key" if not prefix else f"unknown key (value {value!r:.60})"
             problems.append(f"{path}: {what}.{hint} Allowed: {', '.join(allowed)}")
     cross = getattr(cls, "cross_checks", None)
@@ -212,8 +212,7 @@ def _check_value(value: Any, tp: Any, path: str, meta: typing.Mapping[str, Any])
         if any(value == c and type(value) is type(c) for c in choices):
             return []
         shown = list(dict.fromkeys(str(c) for c in choices))
-        close = difflib.get_close_matches(str(value), shown, n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(value, shown)
         return [f"{path}: got {value!r:.80}.{hint} Allowed: {', '.join(shown)}"]
     if not _type_ok(value, tp):
         return [f"{path}: expected {_describe(tp, meta)}, got {value!r:.80} "
