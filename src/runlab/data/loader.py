@@ -5,13 +5,14 @@ Every epoch's order is a permutation drawn from its own generator seeded with
 batch)`, so any epoch (and any batch inside it) can be replayed without stored sampler
 state, whatever the number of workers: this is what makes resume exact.
 
-Three loaders, one interface (`len`, `num_samples`, `epoch(epoch, start)`):
+Two loaders, one interface (`len`, `num_samples`, `epoch(epoch, start)`, `close()`):
 - `MemoryLoader`: tensors on the device, batches by index slicing, transforms on the device;
-- `TorchLoader`: a map-style dataset through a DataLoader whose sampler hands each worker a
+- `TorchLoader`, a DataLoader: over a map-style dataset its sampler hands each worker a
   whole batch (epoch, batch index, sample indices): the worker reads, collates and
-  transforms it, so a batch's content never depends on which worker built it;
-- `IterableLoader`: an iterable dataset; worker k builds the batches b with
-  (b - start) % workers == k, and the DataLoader's round-robin returns them in order.
+  transforms it, so a batch's content never depends on which worker built it, and the
+  workers persist across epochs; over an iterable dataset worker k builds the batches b
+  with (b - start) % workers == k, the DataLoader's round-robin returns them in order,
+  and the workers are started anew each epoch.
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ class MemoryLoader:
     @property
     def num_samples(self) -> int:
         return len(self.x)
+
+    def close(self) -> None:
+        """Nothing to release (the interface of `TorchLoader.close`)."""
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of epoch `epoch`, skipping the first `start` (resume mid-epoch); a shard
