@@ -25,7 +25,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import interleave, pin_threads, ratio_row, save, table
+from common import interleave, median, pin_threads, ratio_row, save, table
 
 TARGET = 1.05
 SCHEDSTAT = os.path.exists("/proc/self/schedstat")
@@ -92,7 +92,7 @@ def run_one(quick: bool, repeats: int | None, workers: int) -> list:
             opt.step()
             opt.zero_grad(set_to_none=True)
         wall = time.perf_counter() - t
-        cpu_s[name].append(cpu_seconds(data_loaders[name]()) - c)
+        cpu_s[name].append((cpu_seconds(data_loaders[name]()) - c) / len(ours))
         epochs[name] += 1
         return wall / len(ours)
 
@@ -105,7 +105,10 @@ def run_one(quick: bool, repeats: int | None, workers: int) -> list:
     if SCHEDSTAT:  # CPU time barely moves with the machine's load: the cross-check
         rows.append(ratio_row("dataloader", f"CPU per step, main process + workers, {what}",
                               *(cpu_s[k][-repeats:] for k in ("runlab", "hand")), "same",
-                              unit="ms", scale=1e3 / len(ours)))
+                              unit="ms", scale=1e3))
+    for row, (a, b) in zip(rows, ((s["runlab"], s["hand"]), (cpu_s["runlab"][-repeats:], cpu_s["hand"][-repeats:]))):
+        row.extra = {"median_pair_ratio": median([x / y for x, y in zip(a, b)]),
+                     "runlab_s_per_step": a, "reference_s_per_step": b}
     return rows
 
 

@@ -18,6 +18,7 @@ Two loaders, one interface (`len`, `num_samples`, `epoch(epoch, start)`, `close(
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import weakref
@@ -299,15 +300,26 @@ class TorchLoader:
         loader, self._loader, self._reading = self._loader, None, None
         _PERSISTENT.discard(self)
         it = getattr(loader, "_iterator", None)
-        if it is not None and os.getpid() == self._pid:
-            it._shutdown_workers()
+        if it is None or os.getpid() != self._pid:
+            return
+        it._shutdown_workers()  # asks each worker to end, waits up to 5 s, then SIGTERM ...
+        for w in it._workers:
+            if w.is_alive():  # ... which a worker ignores (see `_seed_worker`)
+                w.kill()
 
 
-# Persistent workers ignore SIGTERM (see `_seed_worker`), so multiprocessing's exit handler
-# could not end them and would wait on them forever: shut them down first. Registered after
-# torch's own exit handler, so it runs before it (while DataLoader shutdown still works).
+def _close_persistent() -> None:
+    """At exit: persistent workers ignore SIGTERM (see `_seed_worker`), so multiprocessing's
+    exit handler could not end them and would wait on them forever; shut them down first.
+    Registered after torch's own exit handler, so it runs before it (while a DataLoader
+    can still shut its workers down)."""
+    for loader in list(_PERSISTENT):
+        with contextlib.suppress(Exception):  # one loader's failure must not keep the others'
+            loader.close()
+
+
 _PERSISTENT: weakref.WeakSet[TorchLoader] = weakref.WeakSet()
-atexit.register(lambda: [loader.close() for loader in list(_PERSISTENT)])
+atexit.register(_close_persistent)
 
 
 def tensor_bytes(data: Part) -> int:
