@@ -297,7 +297,9 @@ def _run(session) -> int:
     except Interrupted as e:
         name = signal.Signals(e.signum).name
         command = resume_command([(m.seed, m.record.dir) for m in trainer.active])
-        print(f"runlab: {name} received: checkpoints saved at epoch {trainer.epoch} step {trainer.step}; "
+        trainer.saver.wait()  # the checkpoints to resume from are on disk
+        print(f"runlab: {name} received: checkpoints saved at epoch {trainer.state.epoch} "
+              f"step {trainer.state.step}; "
               f"resume the ensemble with `{command}` "
               "or one member alone with `runlab runs resume <run-id>`")
         for m in trainer.active:
