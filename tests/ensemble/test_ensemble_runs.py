@@ -1,5 +1,5 @@
-"""Ensembles as runs: SIGTERM + resume is exact, completed members are skipped, members
-resume alone with the ordinary trainer, and what cannot vectorise is refused or falls back."""
+"""Ensembles as runs: SIGTERM + resume is exact, completed members are skipped, a member
+resumed alone is exact too, and what cannot vectorise is refused or falls back."""
 
 from __future__ import annotations
 
@@ -76,10 +76,18 @@ def test_sigterm_then_resume_equals_uninterrupted(make_config, tmp_path: Path) -
     assert train_seeds(cfg, SEEDS, tmp_path, run_dirs=dirs) == 0
     assert [(d / "run.json").read_text() for d in dirs] == before
 
-    # a member's checkpoint is an ordinary one: `runlab runs resume <member>` finishes it alone
+    # `runlab runs resume <member>` finishes one member alone, in its chunk (seed 0's place
+    # computed without records): bit for bit its uninterrupted twin, and nothing else written
+    others = sorted(p.name for p in tmp_path.iterdir())
     assert resume(alone) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == others
     info = run_info(alone)
-    assert info["status"] == "completed" and info["epoch"] == 3
+    assert info["status"] == "completed" and info["epoch"] == 3 and info["resumes"] == 1
+    for name in ("last.pt", "best.pt"):
+        a, b = weights(alone, name), weights(ref[1], name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert metric_rows(alone) == metric_rows(ref[1])
+    assert info["summary"] == run_info(ref[1])["summary"]
 
 
 def test_non_elementwise_optimizer_is_refused(make_config, tmp_path: Path) -> None:
