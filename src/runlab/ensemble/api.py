@@ -43,9 +43,6 @@ def refusals(cfg: dict[str, Any]) -> list[str]:
                    "all seeds at once; use 32 or bf16")
     if t["compile"]:
         out.append("trainer.compile: true is not supported for vectorised seeds")
-    if cfg["data"].get("transforms"):
-        out.append("data.transforms: augmentation is not supported for vectorised seeds (they "
-                   "draw their batches from in-memory tensors directly)")
     return out
 
 
@@ -61,6 +58,8 @@ def sequential_reason(cfg: dict[str, Any]) -> str | None:
         return "parameter groups (optimizer.groups / no_decay_bias_norm) are not vectorised"
     if cfg.get("step"):
         return f"a custom step (step: {cfg['step']['name']}) is not vectorised"
+    if cfg["data"].get("transforms"):
+        return "data.transforms: vectorised seeds draw their batches from in-memory tensors, untransformed"
     model = MODELS.get(cfg["model"]["name"]).obj
     if callable(getattr(model, "training_step", None)):
         return f"model {cfg['model']['name']!r} defines its own training_step, which is not vectorised"
@@ -249,9 +248,9 @@ def _train_group(group: list[tuple], runs_dir: Path, extra: dict[str, Any], chun
 
     first = prepare(group[0][0])
     if not is_tensors(first.splits.train):
-        raise ConfigError(f"data: dataset '{first.splits.meta.name}' returns a torch Dataset "
-                          "(TorchData); vectorised seeds need in-memory tensors. Pass "
-                          "--no-vectorize to train the seeds one after another")
+        print(f"runlab: these seeds cannot be trained vectorised (dataset '{first.splits.meta.name}' "
+              "is a torch Dataset, not in-memory tensors); training them one after another")
+        return _sequential([c for c, _, _ in group], runs_dir, [d for _, d, _ in group], extra)
     size = chunk or auto_chunk(first, len(group))
     codes = []
     for part, ghosts in _chunks(group, size):

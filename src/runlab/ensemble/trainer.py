@@ -169,6 +169,7 @@ class EnsembleTrainer(Trainer):
         """Test (when configured) and finish members whose training ended."""
         if not members:
             return
+        self.sync()
         test = self.evaluate("test") if self.cfg["trainer"]["test"] and "test" in self.eval_loaders else {}
         self.saver.wait()  # their checkpoints are on disk before they say "completed"
         for m in members:
