@@ -154,9 +154,8 @@ class EnsembleTrainer(Trainer):
             m.monitor_check.check(set(m.summary.data) | set(m.state.metrics), validated)
             stop = m.state.should_stop or self.state.should_stop
             names = [name for name, wanted in (("best.pt", m.improved()), ("last.pt", due or stop)) if wanted]
-            if names:  # best and last of the same moment hold the same checkpoint: written once
-                self.saver.submit(self.checkpoint(m).to_dict(), *(m.record.dir / "checkpoints" / n for n in names),
-                                  keep_previous=True)
+            if names:
+                self.write_member(m, names)
             m.record.update(epoch=self.state.epoch, step=self.state.step, summary=m.summary.data)
         self._ckpt_due = False
         self.finish_members([m for m in self.active if m.state.should_stop or self.state.should_stop])
@@ -182,10 +181,8 @@ class EnsembleTrainer(Trainer):
             m.finish("completed")
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self, m: Member | None = None) -> ckpt.Checkpoint:
+    def member_checkpoint(self, m: Member) -> ckpt.Checkpoint:
         """Member m's checkpoint: a single-run one, plus the chunk it trains in."""
-        if m is None:
-            raise TypeError("an ensemble has one checkpoint per member: checkpoint(member)")
         k, slot = m.index, self.slots[ckpt.MAIN]
         return run_checkpoint(
             m, model={n: t.clone() for n, t in m.state.model.state_dict().items()},
@@ -197,14 +194,18 @@ class EnsembleTrainer(Trainer):
             epoch_acc=slice_accumulator(self.epoch_acc.state_dict(), k), hparams=self.hparams,
             extra={"ensemble": {**self.ensemble, "index": k, "seeds": [x.seed for x in self.members]}})
 
+    def write_member(self, m: Member, names: list[str] | tuple[str, ...]) -> None:
+        """Member m's checkpoint as `names` in its checkpoints/ (best and last of the same
+        moment hold the same checkpoint: serialised once), in the background."""
+        self.saver.submit(self.member_checkpoint(m).to_dict(), *(m.record.dir / "checkpoints" / n for n in names),
+                          keep_previous=True)
+
     def save_checkpoint(self, also_best: bool = False) -> None:
         """Every active member's last.pt (mid-epoch, or on a stop signal)."""
         self.sync()
         for m in self.active:
             m.flush()
-            names = ("last.pt", "best.pt") if also_best else ("last.pt",)
-            self.saver.submit(self.checkpoint(m).to_dict(), *(m.record.dir / "checkpoints" / n for n in names),
-                              keep_previous=True)
+            self.write_member(m, ("last.pt", "best.pt") if also_best else ("last.pt",))
         self._last_ckpt, self._ckpt_due = time.monotonic(), False
 
 
