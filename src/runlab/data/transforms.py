@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from runlab.errors import ConfigError
+from runlab.errors import ConfigError, did_you_mean
 from runlab.registry import TRANSFORMS
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -107,8 +107,9 @@ def _torchvision(name: str, params: dict[str, Any]) -> Transform:
     except Exception as e:  # noqa: BLE001 - ImportError, or a torchvision built for another torch
         raise ValueError(f"'{name}' needs torchvision (pip install 'runlab[vision]'), which does "
                          f"not import here: {type(e).__name__}: {e}") from None
-    if not hasattr(v2, cls_name):
-        raise ValueError(f"torchvision.transforms.v2 has no '{cls_name}'")
+    if not isinstance(getattr(v2, cls_name, None), type):
+        names = [n for n in dir(v2) if n[:1].isupper() and isinstance(getattr(v2, n), type)]
+        raise ValueError(f"torchvision.transforms.v2 has no '{cls_name}'.{did_you_mean(cls_name, names)}")
     t = getattr(v2, cls_name)(**params)
 
     def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
