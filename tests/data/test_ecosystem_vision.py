@@ -34,9 +34,12 @@ from runlab.errors import ConfigError
 from runlab.train.build import build_model_and_loss, build_splits
 from runlab_testing import importable
 
-pytestmark = pytest.mark.skipif(not importable("torchvision"),
-                                reason="torchvision does not import here (no wheel for this torch)")
-needs_timm = pytest.mark.skipif(not importable("timm"), reason="timm does not import here")
+pytestmark = pytest.mark.skipif(
+    not importable("torchvision"),
+    reason="torchvision does not import here (not installed, or built for another torch)")
+needs_timm = pytest.mark.skipif(
+    not importable("timm"),
+    reason="timm does not import here (not installed, or its torchvision does not import)")
 PLUGIN = Path(__file__).parents[1] / "train" / "plugins" / "resume_hooks.py"
 
 
@@ -248,6 +251,27 @@ def last(tmp: Path) -> dict:
     return torch.load(the_run(tmp) / "checkpoints" / "last.pt", weights_only=True)
 
 
+def assert_resumes_bit_identical(tmp: Path, cfg: dict, kill_at: int, at: tuple) -> dict:
+    """An uninterrupted run of `cfg`, and one with 2 DataLoader workers killed with SIGKILL
+    after step `kill_at` (its last checkpoint at (epoch, step, batch_in_epoch) `at`), then
+    resumed: same final weights and summary. Returns the reference's last checkpoint."""
+    ref, cut = tmp / "ref", tmp / "cut"
+    r = train(ref, cfg)
+    assert r.returncode == 0, r.stderr
+    workers = {**cfg, "data": {**cfg["data"], "num_workers": 2}}
+    r = train(cut, workers, env={"RUNLAB_TEST_SIGNAL": f"SIGKILL@{kill_at}"})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert (last(cut)["epoch"], last(cut)["step"], last(cut)["batch_in_epoch"]) == at
+    r = train(cut, workers, "runs", "resume", str(the_run(cut)))
+    assert r.returncode == 0, r.stderr
+    a, b = last(ref)["model"], last(cut)["model"]
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    summary = json.loads((the_run(ref) / "run.json").read_text())["summary"]
+    assert json.loads((the_run(cut) / "run.json").read_text())["summary"] == summary
+    assert "val/acc" in summary and "test/acc" in summary
+    return last(ref)
+
+
 @pytest.mark.slow  # three runs of resnet18 through the CLI: ~1-2 min on 2 shared cores
 def test_torchvision_run_resumes_bit_identical_after_sigkill(tmp_path):
     write_mnist(tmp_path / "data", n_train=30, n_test=8)
@@ -264,40 +288,27 @@ def test_torchvision_run_resumes_bit_identical_after_sigkill(tmp_path):
            "trainer": {"max_epochs": 2, "device": "cpu", "checkpoint_every": 0,
                        "checkpoint_every_steps": 2},
            "callbacks": [{"name": "signal_at_step"}], "logging": {"console": False}}
-    ref, cut = tmp_path / "ref", tmp_path / "cut"
-    r = train(ref, cfg)
-    assert r.returncode == 0, r.stderr
-    state = last(ref)["model"]
-    assert state["conv1.weight"].shape == (64, 1, 7, 7) and state["fc.weight"].shape == (10, 512)
-
-    workers = {**cfg, "data": {**cfg["data"], "num_workers": 2}}  # 24 train samples: 3 steps/epoch
-    r = train(cut, workers, env={"RUNLAB_TEST_SIGNAL": "SIGKILL@5"})
-    assert r.returncode == -signal.SIGKILL, r.stderr
-    assert (last(cut)["epoch"], last(cut)["step"], last(cut)["batch_in_epoch"]) == (1, 4, 1)
-    r = train(cut, workers, "runs", "resume", str(the_run(cut)))
-    assert r.returncode == 0, r.stderr
-    a, b = last(ref)["model"], last(cut)["model"]
-    assert [k for k in a if not torch.equal(a[k], b[k])] == []
-    summary = json.loads((the_run(ref) / "run.json").read_text())["summary"]
-    assert json.loads((the_run(cut) / "run.json").read_text())["summary"] == summary
-    assert "val/acc" in summary
+    # 24 train samples in batches of 8: 3 steps per epoch; killed after step 5, resumes from 4
+    state = assert_resumes_bit_identical(tmp_path, cfg, kill_at=5, at=(1, 4, 1))
+    model = state["model"]  # the dataset's 1 channel and 10 classes reached the constructor
+    assert model["conv1.weight"].shape == (64, 1, 7, 7) and model["fc.weight"].shape == (10, 512)
 
 
 @needs_timm
-@pytest.mark.slow  # one CLI run that imports timm: ~15-30 s on 2 shared cores
-def test_timm_run_on_a_builtin_dataset(tmp_path):
-    cfg = {"name": "timm", "seed": 0,
+@pytest.mark.slow  # three CLI runs that import timm: ~1 min on 2 shared cores
+def test_timm_run_on_a_builtin_dataset_resumes_bit_identical(tmp_path):
+    cfg = {"name": "timm", "seed": 0, "plugins": [str(PLUGIN)],
            "data": {"name": "synthetic_images", "n_samples": 40, "n_test": 8, "shape": [1, 16, 16],
-                    "num_classes": 5, "batch_size": 8, "root": str(tmp_path / "data"),
+                    "num_classes": 5, "batch_size": 8, "val_fraction": 0.2, "lazy": True,
+                    "root": str(tmp_path / "data"),
                     "transforms": {"train": [{"name": "torchvision.RandomHorizontalFlip"}]}},
            "model": {"name": "timm", "arch": "test_resnet"},
            "optimizer": {"name": "adam", "lr": 0.01},
-           "trainer": {"max_epochs": 2, "device": "cpu"}, "logging": {"console": False}}
-    r = train(tmp_path, cfg)
-    assert r.returncode == 0, r.stderr
-    state = last(tmp_path)
-    assert state["step"] == 8  # 32 train samples, batches of 8, 2 epochs
+           "trainer": {"max_epochs": 2, "device": "cpu", "checkpoint_every": 0,
+                       "checkpoint_every_steps": 3},
+           "callbacks": [{"name": "signal_at_step"}], "logging": {"console": False}}
+    # 32 train samples in batches of 8: 4 steps per epoch; killed after step 7, resumes from 6
+    state = assert_resumes_bit_identical(tmp_path, cfg, kill_at=7, at=(1, 6, 2))
+    assert state["step"] == 8
     weights = [v for v in state["model"].values() if v.dim() in (2, 4)]
     assert weights[0].shape[1] == 1 and weights[-1].shape[0] == 5  # in_chans, num_classes
-    summary = json.loads((the_run(tmp_path) / "run.json").read_text())["summary"]
-    assert "test/acc" in summary
