@@ -189,8 +189,12 @@ def test_torchvision_weights_come_from_the_torch_hub_cache(tmp_path, monkeypatch
 
 def test_model_config_errors_exit_before_the_run():
     meta = DatasetMeta("m", (1, 28, 28), 10)
-    with pytest.raises(ConfigError, match=r"torchvision has no architecture 'resnt18'\. Did you mean 'resnet18'"):
+    with pytest.raises(ConfigError, match=r"\(classification\) has no architecture 'resnt18'\. Did you mean 'resnet18'"):
         model(meta, name="torchvision", arch="resnt18")
+    with pytest.raises(ConfigError, match=r"has no architecture 'fasterrcnn_resnet50_fpn'"):
+        model(meta, name="torchvision", arch="fasterrcnn_resnet50_fpn")  # a detection model
+    with pytest.raises(ConfigError, match=r"resnet18 has no weights 'IMAGENET1K_V9'; choose from DEFAULT, IMAGENET1K_V1"):
+        model(meta, name="torchvision", arch="resnet18", weights="IMAGENET1K_V9")
     with pytest.raises(ConfigError, match=r"takes images \(C, H, W\), but dataset 'sig' has input shape \(1, 40\)"):
         model(DatasetMeta("sig", (1, 40), 10), name="torchvision", arch="resnet18")
     with pytest.raises(ConfigError, match=r"torchvision's vit_b_16 cannot take inputs of shape \(1, 28, 28\).*image_size"):

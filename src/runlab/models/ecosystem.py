@@ -7,6 +7,7 @@ first convolution is rebuilt for the dataset's channels).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,12 +48,6 @@ def checked(model: nn.Module, meta: DatasetMeta, what: str, hint: str) -> nn.Mod
     return model
 
 
-def _weights_error(what: str, e: Exception) -> ConfigError:
-    return ConfigError(f"model: fetching the pretrained weights of {what} failed ({type(e).__name__}: "
-                       f"{e}). Offline, put the weights file in the cache torch.hub / "
-                       "huggingface_hub look in (TORCH_HOME, HF_HOME), or train from scratch")
-
-
 @MODELS.register("timm")
 def timm_model(meta: DatasetMeta, arch: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """Any timm architecture (`arch`), with in_chans and num_classes from the dataset;
@@ -65,7 +60,9 @@ def timm_model(meta: DatasetMeta, arch: str, pretrained: bool = False, **kwargs:
         model = timm.create_model(arch, pretrained=pretrained, in_chans=meta.channels,
                                   num_classes=_out_dim(meta), **kwargs)
     except OSError as e:  # huggingface_hub's offline / not-cached errors are OSErrors
-        raise _weights_error(f"timm's {arch}", e) from None
+        raise ConfigError(f"model.pretrained: fetching the weights of timm's {arch} failed "
+                          f"({type(e).__name__}: {e}). Offline, fill the Hugging Face cache "
+                          "(HF_HOME) where there is a network, or set pretrained: false") from None
     return checked(model, meta, f"timm's {arch}", "Architectures built for one image size take "
                    "it as model.img_size (and model.patch_size for ViTs), or pick another arch")
 
@@ -109,26 +106,46 @@ def _replace_head(model: nn.Module, out_dim: int) -> nn.Module:
     return model
 
 
+def _tv_weights(models: Any, arch: str, weights: str) -> Any:
+    """The weights enum member `weights` (a name such as IMAGENET1K_V1, or DEFAULT) of `arch`."""
+    enum = models.get_model_weights(arch)
+    names = [w.name for w in enum]
+    if weights == "DEFAULT":
+        return enum.DEFAULT
+    if weights not in names:
+        raise ConfigError(f"model.weights: torchvision's {arch} has no weights {weights!r}; "
+                          f"choose from DEFAULT, {', '.join(names)}, or null (train from scratch)")
+    return enum[weights]
+
+
 @MODELS.register("torchvision")
 def torchvision_model(meta: DatasetMeta, arch: str, weights: str | None = None,
                       **kwargs: Any) -> nn.Module:
-    """A torchvision.models architecture (`arch`, e.g. resnet18): num_classes from the dataset,
-    the first convolution rebuilt for its channels; `weights` (e.g. DEFAULT, IMAGENET1K_V1)
-    loads pretrained weights and replaces the classifier. Needs runlab[vision]."""
+    """A torchvision.models classification architecture (`arch`, e.g. resnet18): num_classes
+    from the dataset, the first convolution rebuilt for its channels; `weights` (DEFAULT,
+    IMAGENET1K_V1, ...) loads pretrained weights through torch.hub's cache and replaces the
+    classifier. Needs runlab[vision]."""
     models = require("torchvision.models", "vision", f"model.name=torchvision (arch {arch})")
-    names = models.list_models()
+    names = models.list_models(module=models)  # classification only (not detection, video, ...)
     if arch not in names:
-        raise _unknown_arch("torchvision", arch, names, "torchvision.models.list_models()")
+        raise _unknown_arch("torchvision.models (classification)", arch, names,
+                            "torchvision.models.list_models(module=torchvision.models)")
     _need_images(meta, f"torchvision's {arch}")
+    w = None if weights is None else _tv_weights(models, arch, weights)
     try:
-        if weights is None:
+        if w is None:
             model = models.get_model(arch, weights=None, num_classes=_out_dim(meta), **kwargs)
         else:
-            model = _replace_head(models.get_model(arch, weights=weights, **kwargs), _out_dim(meta))
+            model = _replace_head(models.get_model(arch, weights=w, **kwargs), _out_dim(meta))
     except ValueError as e:
         raise ConfigError(f"model: building torchvision's {arch} failed: {e}") from None
     except OSError as e:  # urllib's offline errors
-        raise _weights_error(f"torchvision's {arch} ({weights})", e) from None
+        import torch.hub
+
+        target = Path(torch.hub.get_dir()) / "checkpoints" / w.url.rsplit("/", 1)[1]
+        raise ConfigError(f"model.weights: fetching {w} for torchvision's {arch} failed "
+                          f"({type(e).__name__}: {e}). Offline, download {w.url} elsewhere and "
+                          f"put it at {target} (TORCH_HOME moves it), or set weights: null") from None
     return checked(adapt_input_conv(model, meta.channels), meta, f"torchvision's {arch}",
                    "Architectures built for one image size take it as model.image_size, or "
                    "pick another arch")
