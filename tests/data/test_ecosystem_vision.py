@@ -112,6 +112,42 @@ def test_image_folder_by_name_reads_pngs(tmp_path):
     assert len(no_test.test) == 3  # carved out of train instead
 
 
+def test_split_dataset_of_mixed_sizes_by_name(tmp_path):
+    """GTSRB (takes split=; no classes attribute; real images differ in size) in its layout:
+    gtsrb/GTSRB/Training/<class>/*.ppm and Final_Test/Images/*.ppm labelled by a CSV."""
+    from PIL import Image
+
+    g = np.random.default_rng(2)
+    base = tmp_path / "gtsrb"
+    for c in range(3):
+        (base / "GTSRB" / "Training" / f"{c:05d}").mkdir(parents=True)
+        for i in range(4):
+            size = (8 + i, 9 + 2 * i, 3)  # every image a different size
+            Image.fromarray(g.integers(0, 256, size, dtype=np.uint8)).save(
+                base / "GTSRB" / "Training" / f"{c:05d}" / f"{i}.ppm")
+    test_dir = base / "GTSRB" / "Final_Test" / "Images"
+    test_dir.mkdir(parents=True)
+    test_images = [g.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(2)]
+    for i, img in enumerate(test_images):
+        Image.fromarray(img).save(test_dir / f"{i:05d}.ppm")
+    (base / "GT-final_test.csv").write_text("Filename;Width;Height;ClassId\n00000.ppm;8;8;2\n"
+                                            "00001.ppm;8;8;0\n")
+    cfg = {"name": "torchvision", "dataset": "GTSRB", "download": False}
+    with pytest.raises(ConfigError, match="GTSRB lists neither classes nor targets: set data.num_classes"):
+        build_splits(data_cfg(tmp_path, **cfg))
+    with pytest.raises(ConfigError, match=r"train\[\d+\] x has sample shape"):  # sizes differ
+        build_splits(data_cfg(tmp_path, **cfg, num_classes=3))
+    splits = build_splits(data_cfg(tmp_path, **cfg, num_classes=3, image_size=[8, 8]))
+    assert splits.meta.input_shape == (3, 8, 8) and splits.meta.num_classes == 3
+    assert len(splits.train) + len(splits.val) == 12 and len(splits.test) == 2
+    x, y = splits.test[0]
+    assert y == 2 and torch.allclose(x, torch.tensor(test_images[0].transpose(2, 0, 1) / 255.0,
+                                                     dtype=torch.float32), atol=1 / 255)
+    assert all(splits.train[i][0].shape == (3, 8, 8) for i in range(len(splits.train)))
+    with pytest.raises(ConfigError, match=r"data.image_size: expected a positive integer or \[height, width\]"):
+        build_splits(data_cfg(tmp_path, **cfg, image_size=[8, 0]))
+
+
 class Pwn:
     def __init__(self, marker: Path):
         self.marker = marker

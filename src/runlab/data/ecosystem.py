@@ -105,17 +105,32 @@ def hf(root: Path, path: str, split: str = "train", test_split: str | None = Non
 
 
 class _PILPairs(torch.utils.data.Dataset):
-    """A torchvision dataset's (PIL image, int) samples as (tensor, int)."""
+    """A torchvision dataset's (PIL image, int) samples as (tensor, int), each image resized
+    to `size` (H, W) first when given (datasets whose images differ in size)."""
 
-    def __init__(self, inner: Any):
-        self.inner = inner
+    def __init__(self, inner: Any, size: tuple[int, int] | None = None):
+        self.inner, self.size = inner, size
 
     def __len__(self) -> int:
         return len(self.inner)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x, y = self.inner[int(i)]
+        if self.size is not None:
+            from torchvision.transforms.v2.functional import resize
+
+            x = resize(x, list(self.size), antialias=True)
         return to_tensor(x), int(y)
+
+
+def _image_size(image_size: int | list[int] | None) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    size = [image_size] * 2 if isinstance(image_size, int) else list(image_size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ConfigError(f"data.image_size: expected a positive integer or [height, width], "
+                          f"got {image_size!r}")
+    return size[0], size[1]
 
 
 def _tv_class(tv: Any, dataset: str) -> type:
@@ -160,10 +175,12 @@ def _tv_parts(tv: Any, cls: type, base: Path, split: str, test_split: str | None
     return [(what, {"root": str(base), **kw, **extra}) for what, kw in parts]
 
 
-def _num_classes(inner: Any, name: str) -> tuple[int, tuple[str, ...]]:
+def _num_classes(inner: Any, name: str, given: int | None) -> tuple[int, tuple[str, ...]]:
+    """(classes, class names): `given` (data.num_classes), else the dataset's `classes`, else
+    the largest of its `targets`/`labels` plus one."""
     classes = tuple(map(str, getattr(inner, "classes", ()) or ()))
-    if classes:
-        return len(classes), classes
+    if given is not None or classes:
+        return given or len(classes), classes
     labels = getattr(inner, "targets", None)
     labels = getattr(inner, "labels", None) if labels is None else labels
     if labels is None:
@@ -175,19 +192,22 @@ def _num_classes(inner: Any, name: str) -> tuple[int, tuple[str, ...]]:
 @DATASETS.register("torchvision")
 def torchvision_dataset(root: Path, dataset: str, download: bool = True, path: str | None = None,
                         split: str = "train", test_split: str | None = "test",
-                        num_classes: int | None = None) -> TorchData:
+                        num_classes: int | None = None,
+                        image_size: int | list[int] | None = None) -> TorchData:
     """A torchvision dataset by class name, read from `data.root` (or `data.root/path`):
     those that take `train=` (MNIST, FashionMNIST, KMNIST, CIFAR10, CIFAR100, ...), those
-    that take `split=` (SVHN, STL10, ...: `split`, `test_split`), and ImageFolder /
+    that take `split=` (SVHN, STL10, GTSRB, ...: `split`, `test_split`), and ImageFolder /
     DatasetFolder (one folder of class sub-folders per split: `path/split`, `path/test_split`).
-    `download` lets torchvision fetch what is missing (and check it). Needs runlab[vision]."""
+    `download` lets torchvision fetch what is missing (and check it); `image_size` resizes
+    every image (datasets of mixed sizes). Needs runlab[vision]."""
     tv = require("torchvision.datasets", "vision", f"data.name=torchvision (dataset {dataset})")
     cls = _tv_class(tv, dataset)
+    size = _image_size(image_size)
     base = Path(root) / path if path else Path(root)
     loaded = []
     for what, kwargs in _tv_parts(tv, cls, base, split, test_split, download):
         try:
-            loaded.append(_PILPairs(cls(**kwargs)))
+            loaded.append(_PILPairs(cls(**kwargs), size))
         except (RuntimeError, TypeError, ValueError, OSError) as e:  # OSError: offline download
             fetch = ("With data.download: true torchvision could not fetch its files (offline?); "
                      "put them there as torchvision lays them out" if kwargs.get("download") else
@@ -195,7 +215,7 @@ def torchvision_dataset(root: Path, dataset: str, download: bool = True, path: s
             raise ConfigError(f"data: torchvision {dataset} ({what} split) did not load from "
                               f"{kwargs['root']}: {type(e).__name__}: {e}. {fetch}") from None
     train, test = loaded[0], (loaded[1] if len(loaded) > 1 else None)
-    counted, classes = _num_classes(train.inner, dataset)
-    meta = DatasetMeta(f"torchvision:{dataset}", tuple(train[0][0].shape),
-                       num_classes or counted, class_names=classes)
+    n_classes, classes = _num_classes(train.inner, dataset, num_classes)
+    meta = DatasetMeta(f"torchvision:{dataset}", tuple(train[0][0].shape), n_classes,
+                       class_names=classes)
     return TorchData(train, meta, test=test)
