@@ -43,9 +43,10 @@ needs_timm = pytest.mark.skipif(
 PLUGIN = Path(__file__).parents[1] / "train" / "plugins" / "resume_hooks.py"
 
 
-def write_mnist(root: Path, n_train: int = 30, n_test: int = 10) -> dict[str, tuple]:
-    """Uncompressed IDX files where torchvision's MNIST looks for them (root/MNIST/raw)."""
-    raw = root / "MNIST" / "raw"
+def write_mnist(root: Path, n_train: int = 30, n_test: int = 10, name: str = "MNIST") -> dict[str, tuple]:
+    """Uncompressed IDX files where torchvision's MNIST (FashionMNIST, KMNIST: same format)
+    looks for them: root/<name>/raw."""
+    raw = root / name / "raw"
     raw.mkdir(parents=True)
     g = np.random.default_rng(0)
     written = {}
@@ -78,13 +79,15 @@ def data_cfg(tmp_path: Path, **data) -> dict:
     return fill_defaults({"data": {"root": str(tmp_path), **data}, "model": {"name": "mlp"}})["data"]
 
 
-def test_mnist_by_name_reads_idx_files(tmp_path):
-    written = write_mnist(tmp_path)
-    splits = build_splits(data_cfg(tmp_path, name="torchvision", dataset="MNIST", download=False,
+@pytest.mark.parametrize("dataset,class_3", [("MNIST", "3 - three"), ("FashionMNIST", "Dress"),
+                                             ("KMNIST", "tsu")])
+def test_mnist_family_by_name_reads_idx_files(tmp_path, dataset, class_3):
+    written = write_mnist(tmp_path, name=dataset)
+    splits = build_splits(data_cfg(tmp_path, name="torchvision", dataset=dataset, download=False,
                                    val_fraction=0.2, test_fraction=0.0))
     meta = splits.meta
     assert meta.input_shape == (1, 28, 28) and meta.num_classes == 10
-    assert meta.class_names[3] == "3 - three"  # torchvision's own class names
+    assert meta.class_names[3] == class_3  # torchvision's own class names
     assert (len(splits.train), len(splits.val), len(splits.test)) == (24, 6, 10)
     images, labels = written["t10k"]
     x, y = next(iter(make_loader(splits.test, 4, kind="auto", shuffle=False, seed=0,
