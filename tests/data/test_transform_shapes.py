@@ -32,3 +32,19 @@ def test_resizing_transform_is_named():
     (problem,) = shape_problems(t, (1, 28, 28))
     assert "data.transforms.train: turns samples of shape (1, 28, 28) into (1, 24, 24)" in problem
     assert "data.image_size" in problem
+
+
+def test_runlab_train_refuses_such_a_pipeline_before_any_run_folder(tmp_path):
+    import yaml
+
+    from runlab_testing import run_cli, tiny_config
+
+    cfg = tiny_config(tmp_path, data={"name": "digits", "transforms": {
+        "eval": [{"name": "normalize", "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}]}})
+    del cfg["data"]["n_samples"]  # a moons key
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = run_cli("train", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "data.transforms.eval" in out.stderr and "3 values but the samples have 1 channels" in out.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
