@@ -107,7 +107,8 @@ def load_runs(
         where: keep runs whose config matches: `{"loss.beta": 1.0}`, `"loss.beta=1.0"`,
             a list of such strings, or a callable taking the runs frame and returning a mask.
         status: keep only these statuses; default: every status except `running`.
-        last_k: window of the `mean_last` summary.
+        last_k: window of the `mean_last` summary (a metric whose `metrics:` rule says
+            `summary: mean_last_k` uses the rule's `k`).
         goals: `{metric: "min"|"max"}` (or minimize|maximize) to override a metric's goal.
             Otherwise the goal is the one recorded in the runs' run.json (`summary[m].goal`),
             else the one the runs' `metrics:` config section declares, else the defaults
@@ -128,7 +129,7 @@ def load_runs(
     metrics = _concat_metrics(list(runs["run_id"]), tables)
     kept = [r for r, k in zip(rows, keep, strict=True) if k]
     rules, resolved = _goals(kept, list(metrics["metric"].cat.categories), goals or {})
-    return RunSet(runs, metrics, summarize(metrics, last_k, resolved), config_keys, resolved, rules)
+    return RunSet(runs, metrics, summarize(metrics, last_k, resolved, rules), config_keys, resolved, rules)
 
 
 def _goals(rows: list[dict[str, Any]], names: list[str],
