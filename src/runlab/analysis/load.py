@@ -8,7 +8,6 @@ Both phases use a thread pool; metrics.csv is parsed with pyarrow when it is ins
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 import os
@@ -25,7 +24,7 @@ import yaml
 
 from runlab.analysis.summary import metric_goal, summarize
 from runlab.config import flatten as config_flatten
-from runlab.errors import ConfigError
+from runlab.errors import ConfigError, did_you_mean
 from runlab.metric_rules import MetricRules
 from runlab.runs import store
 from runlab.runs.status import STATUSES
@@ -283,8 +282,7 @@ def values_equal(x: Any, v: Any) -> bool:
 
 def unknown_key_message(key: str, available: Sequence[str], what: str) -> str:
     """`unknown <what> 'x'. Did you mean 'y'? Available: ...` (STYLE.md error format)."""
-    close = difflib.get_close_matches(key, available, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(key, available, cutoff=0.6)
     shown = ", ".join(available[:30]) + (", ..." if len(available) > 30 else "")
     return f"unknown {what} {key!r}.{hint} Available: {shown}"
 
