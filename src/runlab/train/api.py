@@ -65,6 +65,11 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     validate_config(cfg)
     device = resolve_device(str(cfg["trainer"]["device"]))
     splits = build_splits(cfg["data"]) if splits is None else splits
+    from runlab.data.transforms import shape_problems
+
+    problems = shape_problems(cfg["data"]["transforms"], splits.meta.input_shape)
+    if problems:
+        raise ConfigError(problems)
     seed_everything(cfg["seed"])  # after data: model init is the first draw from the seed
     built = build_model_and_loss(cfg, splits.meta)
     built.model.to(device)

@@ -160,7 +160,8 @@ class Trainer:
             self.progress.start_epoch(s.epoch, self.max_epochs, n_batches)
         self.model.train()
         for x, y in loader.epoch(s.epoch, start=s.batch_in_epoch):
-            self.hparams = apply_schedules(self.scheduled, s.epoch + s.batch_in_epoch / n_batches, s.step)
+            if self.scheduled:
+                self.hparams = apply_schedules(self.scheduled, s.epoch + s.batch_in_epoch / n_batches, s.step)
             terms = self.train_step(x, y)
             s.batch_in_epoch += 1
             n = x.shape[self.sample_dim]
@@ -383,7 +384,8 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _emit(self, event: str) -> None:
-        emit(self.callbacks, event, self.state)
+        if self.callbacks:
+            emit(self.callbacks, event, self.state)
 
     # ------------------------------------------------------------------ checkpoints
     def maybe_checkpoint_steps(self) -> None:
