@@ -136,6 +136,15 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, dict[str, float]]:
         """Train, validate every `val_every` epochs, test at the end. Returns the summary."""
+        try:
+            return self._fit()
+        finally:  # DataLoader workers end with the run (they persist across its epochs)
+            for loader in (self.train_loader, *self.eval_loaders.values()):
+                close = getattr(loader, "close", None)
+                if close is not None:
+                    close()
+
+    def _fit(self) -> dict[str, dict[str, float]]:
         s = self.state
         self._emit("on_fit_start")
         while s.epoch < self.max_epochs and self.training():
