@@ -2,21 +2,25 @@
 command, and count how often the result is bit-identical to the uninterrupted run.
 
     python scripts/sigkill_resume_check.py CONFIG [KEY=VALUE ...] [--seeds 0,1,2,3]
-           [--trials 20] [--workdir DIR] [--seed 0]
+           [--trials 20] [--workdir DIR] [--seed 0] [--alone]
 
 Each trial starts the ensemble in fresh run folders, kills its process group with
 SIGKILL after a random delay (5-90 % of the reference run's duration), then reruns
 the identical command until it exits 0 (a rerun may itself be killed: only the first
 is). A trial is exact when every member's final weights (last.pt) and metrics.csv rows
-(without wall-clock time) equal the uninterrupted reference's.
+(without wall-clock time) equal the uninterrupted reference's. With `--alone`, each
+trial first copies one unfinished member (chosen at random) and resumes the copy alone
+with `runlab runs resume`; it must equal its uninterrupted twin too.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,6 +67,19 @@ def same(ref: Path, other: Path, seeds: list[int]) -> bool:
     return True
 
 
+def resume_one_alone(root: Path, seeds: list[int], rng: random.Random) -> tuple[int, int] | None:
+    """Copy one member that did not complete and resume the copy alone: (seed, exit code)."""
+    unfinished = [s for s in seeds if (root / f"seed{s}" / "run.json").exists()
+                  and json.loads((root / f"seed{s}" / "run.json").read_text())["status"] != "completed"]
+    if not unfinished:
+        return None
+    seed = rng.choice(unfinished)
+    alone = root.parent / f"{root.name}-alone" / f"seed{seed}"
+    shutil.copytree(root / f"seed{seed}", alone)
+    code, _ = run([sys.executable, "-m", "runlab", "runs", "resume", str(alone)])
+    return seed, code
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config")
@@ -71,6 +88,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--seed", type=int, default=0, help="seeds the kill times")
+    ap.add_argument("--alone", action="store_true", help="also resume one member alone per trial")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sigkill-"))
@@ -80,13 +98,21 @@ def main() -> None:
     if code != 0:
         sys.exit(f"the reference run failed with exit code {code}")
     print(f"reference: {duration:.1f} s in {work / 'reference'}")
-    exact = kills = 0
+    exact = kills = alone_exact = alone_tried = 0
     for trial in range(args.trials):
         root = work / f"trial{trial}"
         cmd = command(args.config, args.overrides, seeds, root)
         delay = rng.uniform(0.05, 0.9) * duration
         killed, _ = run(cmd, kill_after=delay)
         kills += killed == -signal.SIGKILL
+        alone = resume_one_alone(root, seeds, rng) if args.alone else None
+        note = ""
+        if alone is not None:
+            seed, alone_code = alone
+            alone_ok = alone_code == 0 and same(work / "reference", root.parent / f"{root.name}-alone", [seed])
+            alone_tried += 1
+            alone_exact += alone_ok
+            note = f"; seed {seed} resumed alone: {'bit-identical' if alone_ok else 'DIFFERENT'}"
         resumes = 0
         while True:
             code, _ = run(cmd)
@@ -96,9 +122,11 @@ def main() -> None:
         ok = code == 0 and same(work / "reference", root, seeds)
         exact += ok
         print(f"trial {trial:2d}: killed after {delay:5.1f} s (exit {killed}), resumed "
-              f"{resumes}x (exit {code}): {'bit-identical' if ok else 'DIFFERENT'}", flush=True)
+              f"{resumes}x (exit {code}): {'bit-identical' if ok else 'DIFFERENT'}{note}", flush=True)
     print(f"{exact}/{args.trials} bit-identical to the uninterrupted run ({kills} trials were "
           "killed; the others had finished before their kill time)")
+    if args.alone:
+        print(f"{alone_exact}/{alone_tried} members resumed alone bit-identical to their twins")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -36,3 +37,13 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "runlab", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def importable(module: str) -> bool:
+    """Whether `module` imports here: a missing package raises ImportError, but a torchvision
+    (or timm) wheel built for another torch fails with RuntimeError/OSError."""
+    try:
+        importlib.import_module(module)
+        return True
+    except Exception:  # noqa: BLE001
+        return False

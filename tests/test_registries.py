@@ -22,7 +22,7 @@ IMAGE = DatasetMeta("img", (1, 8, 8), 3, "classification")
 FLAT = DatasetMeta("flat", (5,), 3, "classification")
 
 
-ECOSYSTEM = {"timm", "torchvision"}  # optional extras: tests/data/test_ecosystem.py
+ECOSYSTEM = {"timm", "torchvision"}  # optional extras: tests/data/test_ecosystem_vision.py
 
 
 @pytest.mark.parametrize("name", sorted(set(MODELS.names()) - ECOSYSTEM))

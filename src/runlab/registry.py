@@ -11,11 +11,12 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from runlab.errors import did_you_mean
 
 # Parameters every component receives from the framework, never from the config.
 FRAMEWORK_PARAMS = ("meta", "root", "params", "optimizer", "self", "args", "kwargs", "context")
@@ -117,10 +118,7 @@ class Registry:
         self._ensure_loaded()
         where = f" at {key}" if key else ""
         msg = f"unknown {self.kind} '{name}'{where}."
-        close = difflib.get_close_matches(str(name).lower(), self.names(), n=3, cutoff=0.5)
-        if close:
-            msg += f" Did you mean '{close[0]}'?"
-        return msg + f" Available: {', '.join(self.names())}"
+        return msg + did_you_mean(str(name).lower(), self.names()) + f" Available: {', '.join(self.names())}"
 
     def __contains__(self, name: object) -> bool:
         self._ensure_loaded()

@@ -126,3 +126,29 @@ def test_pandas_fallback_reads_like_pyarrow(tmp_path, make_run):
     for col in ("step", "epoch", "time", "value"):
         np.testing.assert_array_equal(arrow.arrays[col], pandas.arrays[col])
     np.testing.assert_array_equal(arrow.metric, pandas.metric)
+
+
+def test_a_metrics_summary_rule_is_the_default_statistic_and_agrees_with_run_json(tmp_path):
+    """`metrics: {val/loss: {summary: mean_last_k, k: 3}, val/acc: {summary: best}}`: analysis
+    compares runs by those values unless told otherwise, and they are run.json's."""
+    import json
+
+    from runlab.analysis.grouping import run_values
+    from runlab.analysis.objective import objectives
+    from runlab.metric_rules import MetricRules, summary_value
+    from runlab.train.api import train
+    from runlab_testing import tiny_config
+
+    section = {"val/loss": {"summary": "mean_last_k", "k": 3}, "val/acc": {"summary": "best"}}
+    cfg = tiny_config(tmp_path, metrics=section, trainer={"max_epochs": 6})
+    assert train(cfg, tmp_path / "runs") == 0
+    rs = load_runs(tmp_path / "runs")
+    chosen = {o.metric: o.stat for o in objectives(rs, ["val/loss", "val/acc", "train/loss"])}
+    assert chosen == {"val/loss": "mean_last", "val/acc": "best", "train/loss": "final"}
+    (info,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("run.json")]
+    rules = MetricRules(section)
+    for metric, stat in chosen.items():
+        ours = run_values(rs, metric, stat)["value"].iloc[0]
+        assert ours == pytest.approx(summary_value(info["summary"][metric], rules.rule(metric)), abs=1e-12)
+    losses = rs.metrics.query("metric == 'val/loss'")["value"].to_numpy()
+    assert run_values(rs, "val/loss", "mean_last")["value"].iloc[0] == pytest.approx(losses[-3:].mean())

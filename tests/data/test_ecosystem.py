@@ -1,9 +1,9 @@
 """Ecosystem sources: Hugging Face datasets from local files and folders (real `datasets`),
-and clear exit-2 messages for extras that are not installed or do not import."""
+and clear exit-2 messages for extras that are not installed or do not import. torchvision and
+timm themselves: tests/data/test_ecosystem_vision.py."""
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -15,15 +15,7 @@ from runlab.config import fill_defaults
 from runlab.data.loader import make_loader
 from runlab.errors import ConfigError
 from runlab.train.build import build_model_and_loss, build_splits
-from runlab_testing import run_cli
-
-
-def importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-        return True
-    except Exception:  # noqa: BLE001 - a torchvision built for another torch raises on import
-        return False
+from runlab_testing import importable, run_cli
 
 
 def data_cfg(tmp_path, **data):
@@ -109,13 +101,3 @@ def test_missing_extras_name_the_extra(tmp_path, section, value, module, extra):
             build_model_and_loss(fill_defaults({"data": {"name": "x"}, "model": value}),
                                  DatasetMeta("m", (3, 8, 8), 4))
     assert f"pip install 'runlab[{extra}]'" in str(e.value) and "'torchvision'" in str(e.value)
-
-
-@pytest.mark.skipif(not importable("timm"), reason="timm (needs a matching torchvision) not importable here")
-def test_timm_model_gets_channels_and_classes():
-    from runlab.data.base import DatasetMeta
-
-    meta = DatasetMeta("m", (1, 32, 32), 7)
-    model = build_model_and_loss(fill_defaults({"data": {"name": "x"}, "model": {
-        "name": "timm", "arch": "resnet18"}}), meta).model
-    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 7)

@@ -15,7 +15,7 @@ from .conftest import backward_once, make_state
 
 MNIST1D = DatasetMeta("mnist1d-like", (1, 40), num_classes=10)
 DIGITS = DatasetMeta("digits-like", (1, 8, 8), num_classes=10)
-ECOSYSTEM = {"timm", "torchvision"}  # optional extras: tests/data/test_ecosystem.py
+ECOSYSTEM = {"timm", "torchvision"}  # optional extras: tests/data/test_ecosystem_vision.py
 METAS = [MNIST1D, pytest.param(DIGITS, marks=pytest.mark.slow)]
 
 

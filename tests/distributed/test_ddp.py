@@ -126,6 +126,27 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path, optimizer
     assert "completed" in out.stdout and out.stdout.count("runlab: run folder") == 1
 
 
+@pytest.mark.slow  # two two-process runs
+@pytest.mark.parametrize("model", ["mlp_auto_step", "mlp_manual_step"])
+def test_a_custom_step_on_two_processes_matches_one_process(tmp_path, model):
+    """A custom step is not wrapped in DDP: each optimizer step averages the gradients itself
+    (automatic mode: the framework steps; manual mode: the step calls ctx.step)."""
+    steps = str(Path(__file__).parents[1] / "train" / "plugins" / "custom_steps.py")
+    cfg = ddp_config(tmp_path, model={"name": model, "hidden": [16]}, plugins=[steps],
+                     optimizer={"name": "adam", "lr": 0.01}, trainer={"grad_clip": 0.5})
+    assert train_in_process(cfg, tmp_path / "one") == 0
+    out = run_cli("train", str(write_config(cfg, tmp_path / "c.yaml")), "--runs-dir", str(tmp_path / "two"),
+                  "--nproc", "2", timeout=TIMEOUT_S)
+    assert out.returncode == 0, out.stderr[-3000:]
+    one, two = only_run(tmp_path / "one"), only_run(tmp_path / "two")
+    w1, w2 = weights(one), weights(two)
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], rtol=0, atol=1e-6), f"{k}: {(w1[k] - w2[k]).abs().max()}"
+    rows1, rows2 = metric_rows(one), metric_rows(two)
+    assert [r[:2] for r in rows2] == [r[:2] for r in rows1]
+    assert [r[2] for r in rows2] == pytest.approx([r[2] for r in rows1], rel=1e-5, abs=1e-6)
+
+
 @pytest.mark.slow  # three two-process runs
 def test_sigterm_to_one_rank_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     # Dropout: each rank's own RNG stream must come back too. Rank 1 signals itself after

@@ -1,5 +1,5 @@
-"""Ensembles as runs: SIGTERM + resume is exact, completed members are skipped, members
-resume alone with the ordinary trainer, and what cannot vectorise is refused or falls back."""
+"""Ensembles as runs: SIGTERM + resume is exact, completed members are skipped, a member
+resumed alone is exact too, and what cannot vectorise is refused or falls back."""
 
 from __future__ import annotations
 
@@ -76,10 +76,18 @@ def test_sigterm_then_resume_equals_uninterrupted(make_config, tmp_path: Path) -
     assert train_seeds(cfg, SEEDS, tmp_path, run_dirs=dirs) == 0
     assert [(d / "run.json").read_text() for d in dirs] == before
 
-    # a member's checkpoint is an ordinary one: `runlab runs resume <member>` finishes it alone
+    # `runlab runs resume <member>` finishes one member alone, in its chunk (seed 0's place
+    # computed without records): bit for bit its uninterrupted twin, and nothing else written
+    others = sorted(p.name for p in tmp_path.iterdir())
     assert resume(alone) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == others
     info = run_info(alone)
-    assert info["status"] == "completed" and info["epoch"] == 3
+    assert info["status"] == "completed" and info["epoch"] == 3 and info["resumes"] == 1
+    for name in ("last.pt", "best.pt"):
+        a, b = weights(alone, name), weights(ref[1], name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert metric_rows(alone) == metric_rows(ref[1])
+    assert info["summary"] == run_info(ref[1])["summary"]
 
 
 def test_non_elementwise_optimizer_is_refused(make_config, tmp_path: Path) -> None:
@@ -118,17 +126,28 @@ def test_no_vectorize_trains_one_after_another(make_config, tmp_path: Path,
 CUSTOM_STEPS = Path(__file__).parents[1] / "train" / "plugins" / "custom_steps.py"
 
 
+def merged(cfg: dict, sections: dict) -> dict:
+    """`cfg` with `sections` set: `section` replaced whole, `section.key` one key of it."""
+    for key, value in sections.items():
+        section, _, sub = key.partition(".")
+        if sub:
+            cfg[section][sub] = value
+        else:
+            cfg[key] = value
+    return cfg
+
+
 @pytest.mark.parametrize(("sections", "reason"), [
     ({"model": {"name": "mlp_manual_step", "hidden": [16]}}, "defines its own training_step"),
     ({"optimizer": {"name": "adamw", "lr": 1.0e-3}, "scheduler": None,
       "optimizers": {"body": {"name": "adam", "lr": 0.01, "params": "body"},
                      "head": {"name": "sgd", "lr": 0.1, "params": "head"}}}, "several optimizers"),
     ({"callbacks": [{"name": "ema", "decay": 0.9}]}, "callback 'ema' needs the single-run"),
+    ({"data.transforms": {"train": [{"name": "gaussian_noise", "std": 0.05}]}}, "data.transforms"),
 ])
-def test_custom_steps_and_several_optimizers_train_one_after_another(
+def test_what_does_not_vectorise_trains_one_seed_after_another(
         sections, reason, make_config, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = make_config(trainer={"max_epochs": 1}, plugins=[str(PLUGIN), str(CUSTOM_STEPS)])
-    cfg.update(sections)
+    cfg = merged(make_config(trainer={"max_epochs": 1}, plugins=[str(PLUGIN), str(CUSTOM_STEPS)]), sections)
     assert train_seeds(cfg, SEEDS, tmp_path) == 0
     text = capsys.readouterr().out
     assert "cannot be trained vectorised" in text and reason in text and "one after another" in text
@@ -136,8 +155,8 @@ def test_custom_steps_and_several_optimizers_train_one_after_another(
     assert sorted(runs) == SEEDS
     assert all(run_info(r)["status"] == "completed" for r in runs.values())
     # each member is the plain single run of its seed
-    alone = make_config(trainer={"max_epochs": 1}, plugins=[str(PLUGIN), str(CUSTOM_STEPS)], seed=SEEDS[1])
-    alone.update(sections)
+    alone = merged(make_config(trainer={"max_epochs": 1}, plugins=[str(PLUGIN), str(CUSTOM_STEPS)],
+                               seed=SEEDS[1]), sections)
     assert train(alone, tmp_path / "alone") == 0
     (single,) = runs_by_seed(tmp_path / "alone").values()
     a, b = weights(single), weights(runs[SEEDS[1]])

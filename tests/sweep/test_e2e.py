@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 
@@ -121,6 +122,7 @@ def test_killed_sweep_resumes_its_runs_instead_of_restarting_them(make_sweep, tm
                                                                   base_config):
     cfg = yaml.safe_load(base_config.read_text())
     cfg["trainer"]["max_epochs"] = 150
+    cfg["model"]["dropout"] = 0.2  # the members' shared random stream must continue exactly
     base_config.write_text(yaml.safe_dump(cfg))
     path, runs = make_sweep(seeds=2), tmp_path / "runs"
     cmd = [sys.executable, "-m", "runlab", "sweep", str(path), "--runs-dir", str(runs)]
@@ -158,6 +160,15 @@ def test_killed_sweep_resumes_its_runs_instead_of_restarting_them(make_sweep, tm
     for name in after:
         rows = metric_rows(folder / name)
         assert len(rows) == len(set(rows)), f"{name}: duplicate metric rows after resume"
+
+    # every run equals its twin in the same sweep run without a kill, bit for bit
+    assert sweep_cli(path, tmp_path / "ref").returncode == 0
+    twins = run_dirs(tmp_path / "ref", "sw")
+    for name, info in after.items():
+        assert info["summary"] == twins[name]["summary"], name
+        ours, theirs = (torch.load(r / "sweeps" / "sw" / name / "checkpoints" / "last.pt",
+                                   weights_only=True)["model"] for r in (runs, tmp_path / "ref"))
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), name
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ class Stat(str, enum.Enum):
     min = "min"
     max = "max"
     best = "best"
+    mean_last = "mean_last"
 
 
 class Goal(str, enum.Enum):
@@ -49,8 +50,9 @@ ByOption = Annotated[list[str] | None, typer.Option(
          "hyperparameter that varies (not seed, name, diagnostics, logging.*, ...).")]
 StatOption = Annotated[Stat | None, typer.Option(
     "--stat",
-    help="Per-run value: final (last logged), min, max, or best (by the metric's goal). "
-         "Default: the sweep's stat, else final.")]
+    help="Per-run value: final (last logged), min, max, best (by the metric's goal), or "
+         "mean_last (of its last k values). Default: the sweep's stat, else the metric's "
+         "`summary:` rule (metrics: section; final unless set).")]
 GoalOption = Annotated[Goal | None, typer.Option(
     "--goal", help="minimize or maximize. Default: the sweep's goal, else guessed from the name.")]
 

@@ -8,7 +8,6 @@ Both phases use a thread pool; metrics.csv is parsed with pyarrow when it is ins
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 import os
@@ -25,7 +24,7 @@ import yaml
 
 from runlab.analysis.summary import metric_goal, summarize
 from runlab.config import flatten as config_flatten
-from runlab.errors import ConfigError
+from runlab.errors import ConfigError, did_you_mean
 from runlab.metric_rules import MetricRules
 from runlab.runs import store
 from runlab.runs.status import STATUSES
@@ -107,7 +106,8 @@ def load_runs(
         where: keep runs whose config matches: `{"loss.beta": 1.0}`, `"loss.beta=1.0"`,
             a list of such strings, or a callable taking the runs frame and returning a mask.
         status: keep only these statuses; default: every status except `running`.
-        last_k: window of the `mean_last` summary.
+        last_k: window of the `mean_last` summary (a metric whose `metrics:` rule says
+            `summary: mean_last_k` uses the rule's `k`).
         goals: `{metric: "min"|"max"}` (or minimize|maximize) to override a metric's goal.
             Otherwise the goal is the one recorded in the runs' run.json (`summary[m].goal`),
             else the one the runs' `metrics:` config section declares, else the defaults
@@ -128,7 +128,7 @@ def load_runs(
     metrics = _concat_metrics(list(runs["run_id"]), tables)
     kept = [r for r, k in zip(rows, keep, strict=True) if k]
     rules, resolved = _goals(kept, list(metrics["metric"].cat.categories), goals or {})
-    return RunSet(runs, metrics, summarize(metrics, last_k, resolved), config_keys, resolved, rules)
+    return RunSet(runs, metrics, summarize(metrics, last_k, resolved, rules), config_keys, resolved, rules)
 
 
 def _goals(rows: list[dict[str, Any]], names: list[str],
@@ -282,8 +282,7 @@ def values_equal(x: Any, v: Any) -> bool:
 
 def unknown_key_message(key: str, available: Sequence[str], what: str) -> str:
     """`unknown <what> 'x'. Did you mean 'y'? Available: ...` (STYLE.md error format)."""
-    close = difflib.get_close_matches(key, available, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(key, available, cutoff=0.6)
     shown = ", ".join(available[:30]) + (", ..." if len(available) > 30 else "")
     return f"unknown {what} {key!r}.{hint} Available: {shown}"
 

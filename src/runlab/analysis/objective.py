@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from runlab.analysis.load import RunSet
+from runlab.analysis.summary import RULE_STATS
 from runlab.errors import ConfigError
 
 _PREFERRED = ("val/loss", "val/acc", "test/loss", "test/acc", "train/loss")
@@ -71,7 +72,9 @@ def objectives(
 
     `patterns` are metric names or globs (`val/*`); default: the sweep's metric, else
     `default_metric`. Goal: `goal`, else the sweep's goal for the sweep's metric, else the
-    name-based guess (`metric_goal`). Stat: `stat`, else the sweep's, else "final".
+    name-based guess (`metric_goal`). Stat: `stat`, else the sweep's, else the one the
+    metric's `summary:` rule names (final, best, or mean_last for mean_last_k): the value
+    run.json and `runlab runs list` show.
     """
     spec = sweep_spec(rs)
     sweep_metric = spec["metric"] if spec else {}
@@ -85,10 +88,10 @@ def objectives(
     if sweep_metric.get("name") in chosen:
         chosen.remove(sweep_metric["name"])
         chosen.insert(0, sweep_metric["name"])
-    stat = stat or sweep_metric.get("stat") or "final"
+    stat = stat or sweep_metric.get("stat")
     return [Objective(m, rs.goal(m, goal or (sweep_metric.get("goal")
                                              if m == sweep_metric.get("name") else None)),
-                      stat) for m in chosen]
+                      stat or RULE_STATS[rs.rules.rule(m).summary]) for m in chosen]
 
 
 def _match(rs: RunSet, patterns: Sequence[str]) -> list[str]:

@@ -151,8 +151,9 @@ def _runs_section(rs: RunSet, o: Objective, keys: list[str]) -> str:
     values = run_values(rs, o.metric, "best", o.goal)
     finals = run_values(rs, o.metric, "final")["value"]
     per_run = values[["run_id", "status", *keys, "seed"]].assign(final=finals, best=values["value"])
-    per_run = per_run.sort_values(o.stat if o.stat in ("final", "best") else "best",
-                                  ascending=o.goal == "minimize")
+    if o.stat not in per_run:  # the statistic compared (mean_last, min, max) gets its column
+        per_run[o.stat] = run_values(rs, o.metric, o.stat)["value"]
+    per_run = per_run.sort_values(o.stat, ascending=o.goal == "minimize")
     shown = per_run.head(MAX_RUN_ROWS)
     return (f"<h2>Runs: {_e(o.metric)} ({len(shown)} of {len(per_run)}, best first)</h2>"
             + _table(shown.reset_index(drop=True)))

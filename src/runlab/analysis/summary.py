@@ -10,6 +10,8 @@ import pandas as pd
 from runlab.metric_rules import GOAL_ALIASES, MetricRules
 
 STATS = ("final", "min", "max", "best", "mean_last")
+# The per-run statistic that a metric's `summary:` rule (runlab.metric_rules) stands for.
+RULE_STATS = {"final": "final", "best": "best", "mean_last_k": "mean_last"}
 _DEFAULTS = MetricRules()
 
 
@@ -34,14 +36,16 @@ def metric_goal(name: str, goal: str | None = None, goals: dict[str, str] | None
 
 
 def summarize(
-    metrics: pd.DataFrame, last_k: int = 10, goals: dict[str, str] | None = None
+    metrics: pd.DataFrame, last_k: int = 10, goals: dict[str, str] | None = None,
+    rules: MetricRules | None = None,
 ) -> pd.DataFrame:
     """Summarise a long metrics table into one row per (run_id, metric).
 
     `metrics` has columns run_id, metric (categoricals), step, value, rows in logging order
     within a run. `final` is the last logged value (NaN if the run last logged NaN);
     `best` is min or max by the metric's goal (`goals`, else `runlab.metric_rules`' defaults;
-    NaN for metrics without a goal: lr, hparams).
+    NaN for metrics without a goal: lr, hparams); `mean_last` the mean of the last k
+    values, k from the metric's `summary: mean_last_k` rule in `rules`, else `last_k`.
     """
     goals = goals or {}
     cols = ["run_id", "metric", "final", "min", "max", "best", "mean_last",
@@ -62,10 +66,10 @@ def summarize(
     lengths = ends - starts
     vmin = np.fmin.reduceat(values, starts)
     vmax = np.fmax.reduceat(values, starts)
-    mean_last = _mean_of_last(values, starts, ends, last_k)
-
     metric_cats = metrics["metric"].cat.categories
     group_metric = metric_cats[key[starts] // n_runs]
+    ks = np.array([_window(rules, m, last_k) for m in metric_cats], dtype=np.int64)[key[starts] // n_runs]
+    mean_last = _mean_of_last(values, starts, ends, ks)
     goal = np.array([resolve_goal(m, goals=goals) for m in metric_cats])[key[starts] // n_runs]
     best = np.where(goal == "min", vmin, np.where(goal == "max", vmax, np.nan))
     best_step = _first_step_equal(values, steps, starts, lengths, best)
@@ -97,10 +101,17 @@ def _group_order(run_codes: np.ndarray, metric_codes: np.ndarray, key: np.ndarra
     return np.argsort(key, kind="stable")
 
 
-def _mean_of_last(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: int) -> np.ndarray:
-    """NaN-ignoring mean of the last k values of each group."""
-    idx = ends[:, None] - np.arange(k, 0, -1)  # (groups, k), positions of the last k rows
-    window = np.where(idx >= starts[:, None], values[np.maximum(idx, 0)], np.nan)
+def _window(rules: MetricRules | None, metric: str, last_k: int) -> int:
+    """How many last values `mean_last` averages for `metric` (see `summarize`)."""
+    rule = rules.rule(metric) if rules is not None else None
+    return max(1, rule.k) if rule is not None and rule.summary == "mean_last_k" else last_k
+
+
+def _mean_of_last(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """NaN-ignoring mean of the last k[g] values of each group g."""
+    idx = ends[:, None] - np.arange(int(k.max(initial=1)), 0, -1)  # (groups, max k): last rows
+    first = np.maximum(starts, ends - k)[:, None]
+    window = np.where(idx >= first, values[np.maximum(idx, 0)], np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as they should
         return np.nanmean(window, axis=1)

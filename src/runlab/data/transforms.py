@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from runlab.errors import ConfigError
+from runlab.errors import ConfigError, did_you_mean
 from runlab.registry import TRANSFORMS
 
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -82,6 +82,10 @@ def normalize(mean: float | list[float] = 0.0, std: float | list[float] = 1.0) -
         raise ValueError(f"std: must be non-zero, got {std!r}")
 
     def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        for key, v in (("mean", mean), ("std", std)):  # else (1, C) broadcasts to another C
+            if isinstance(v, list) and len(v) not in (1, x.shape[1]):
+                raise ValueError(f"normalize: {key} has {len(v)} values but the samples have "
+                                 f"{x.shape[1]} channels")
         shape = (1, -1) + (1,) * (x.dim() - 2)
         m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(shape if isinstance(mean, list) else ())
         s = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(shape if isinstance(std, list) else ())
@@ -107,8 +111,9 @@ def _torchvision(name: str, params: dict[str, Any]) -> Transform:
     except Exception as e:  # noqa: BLE001 - ImportError, or a torchvision built for another torch
         raise ValueError(f"'{name}' needs torchvision (pip install 'runlab[vision]'), which does "
                          f"not import here: {type(e).__name__}: {e}") from None
-    if not hasattr(v2, cls_name):
-        raise ValueError(f"torchvision.transforms.v2 has no '{cls_name}'")
+    if not isinstance(getattr(v2, cls_name, None), type):
+        names = [n for n in dir(v2) if n[:1].isupper() and isinstance(getattr(v2, n), type)]
+        raise ValueError(f"torchvision.transforms.v2 has no '{cls_name}'.{did_you_mean(cls_name, names)}")
     t = getattr(v2, cls_name)(**params)
 
     def apply(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -176,3 +181,28 @@ def pipelines(transforms: dict[str, Any] | None, seed: int) -> tuple[Pipeline, P
     t = transforms or {}
     return (Pipeline(t.get("train"), seed, "data.transforms.train"),
             Pipeline(t.get("eval"), seed, "data.transforms.eval"))
+
+
+def shape_problems(transforms: dict[str, Any] | None, input_shape: tuple[int, ...]) -> list[str]:
+    """What goes wrong when `data.transforms` meets samples of `input_shape` (the dataset's
+    `meta.input_shape`, which the model is built for): a pipeline that fails on such a batch
+    (a per-channel normalize for another number of channels) or changes its shape (a v2
+    Resize or CenterCrop to another size). Empty when both pipelines keep the shape."""
+    problems = []
+    x = torch.rand(2, *input_shape, generator=torch.Generator().manual_seed(0))
+    for which, pipe in zip(("train", "eval"), pipelines(transforms, 0)):
+        if not pipe:
+            continue
+        key = f"data.transforms.{which}"
+        try:
+            out = pipe(x, 0, 0)
+        except Exception as e:  # noqa: BLE001 - any step's own error, reported with the key
+            problems.append(f"{key}: applying it to samples of shape {tuple(input_shape)} failed: "
+                            f"{type(e).__name__}: {e}")
+            continue
+        if tuple(out.shape[1:]) != tuple(input_shape):
+            problems.append(f"{key}: turns samples of shape {tuple(input_shape)} into "
+                            f"{tuple(out.shape[1:])}, but the model is built for the dataset's "
+                            "shape: crop or resize back to it, or give the dataset that size "
+                            "(data.image_size for torchvision datasets)")
+    return problems

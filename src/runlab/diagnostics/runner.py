@@ -15,7 +15,6 @@ writers that take figures (TensorBoard, wandb) make this process draw them too.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import random
 import sys
@@ -30,7 +29,7 @@ import torch
 
 from runlab.data.base import num_samples, take
 from runlab.diagnostics.base import Diagnostic, DiagnosticContext, DiagnosticResult, Drawing
-from runlab.errors import ConfigError
+from runlab.errors import ConfigError, did_you_mean
 from runlab.registry import DIAGNOSTICS
 from runlab.train.events import Callback, TrainState
 
@@ -76,10 +75,9 @@ def _parse(specs: Any) -> tuple[list[Slot], list[str]]:
         allowed = cls.param_names()
         unknown = [k for k in params if k not in allowed]
         for k in unknown:
-            close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.5)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
             problems.append(
-                f"{where}.{k}: unknown parameter of diagnostic {name} (value {params[k]!r}).{hint} "
+                f"{where}.{k}: unknown parameter of diagnostic {name} (value {params[k]!r})."
+                f"{did_you_mean(k, allowed)} "
                 f"Allowed: {', '.join(allowed)}"
             )
         if unknown:

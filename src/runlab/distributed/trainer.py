@@ -6,6 +6,11 @@ takes a contiguous slice of each global batch of the epoch's seeded permutation.
 averages the processes' gradients, so a process whose slice holds n_r of the batch's n
 samples scales its (mean) loss by n_r * world / n: the average is then exactly the
 gradient of the mean loss over the global batch, also for an uneven last batch.
+
+A custom step (runlab.train.step) may call submodules directly and so bypass DDP's
+forward, which is what triggers DDP's gradient averaging. Such a run is not wrapped in
+DDP: every optimizer step first averages that optimizer's gradients over the processes
+itself (`average_gradients`), which no step can bypass.
 """
 
 from __future__ import annotations
@@ -84,6 +89,30 @@ class ShardWeightedScaler:
         return getattr(self.inner, name)
 
 
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Average `params`' gradients over the processes: one all-reduce of which parameters
+    have a gradient on any process (a step may leave some unused), one of the gradients
+    flattened (zeros where a process has none), then each copied back."""
+    trained = [p for p in params if p.requires_grad]
+    if not trained:
+        return
+    device = trained[0].device
+    present = torch.tensor([p.grad is not None for p in trained], dtype=torch.float32, device=device)
+    dist.all_reduce(present)
+    used = [p for p, n in zip(trained, present.tolist()) if n > 0]
+    if not used:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in used]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(used, grads):
+        n = g.numel()
+        p.grad = flat[offset:offset + n].view_as(g).to(g.dtype)
+        offset += n
+
+
 def shard_weights(n: int, batch_size: int, drop_last: bool, rank: int, world: int) -> list[float]:
     """n_r * world / n for every batch of an epoch."""
     return [(hi - lo) * world / (ghi - glo) for (lo, hi), (glo, ghi) in
@@ -92,8 +121,8 @@ def shard_weights(n: int, batch_size: int, drop_last: bool, rank: int, world: in
 
 def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
     """Every process must get at least one sample of every training batch and of each
-    evaluation split, the step must be the default one, and monitor only what every process
-    sees (no diagnostic scalars); raises ConfigError (before any training) when not."""
+    evaluation split, and monitor only what every process sees (no diagnostic scalars);
+    raises ConfigError (before any training) when not."""
     d, problems = cfg["data"], []
     if isinstance(splits.train, torch.utils.data.IterableDataset):
         raise ConfigError(f"data: dataset '{splits.meta.name}' is an iterable dataset, which cannot "
@@ -109,13 +138,6 @@ def check_sizes(cfg: dict[str, Any], splits: Any, world: int) -> None:
         if data is not None and num_samples(data) < world:
             problems.append(f"data: the {name} split holds {num_samples(data)} samples, fewer than the "
                             f"{world} processes")
-    from runlab.registry import MODELS
-
-    model = MODELS.get(cfg["model"]["name"]).obj
-    if cfg.get("step") or callable(getattr(model, "training_step", None)):
-        problems.append("step: a custom training_step does not run data-parallel (--nproc) yet: DDP "
-                        "averages gradients in the model's forward, which a custom step may bypass; "
-                        "train it in one process")
     problems += [f"{where}: {name!r}: diagnostics run on rank 0 only, so every process could "
                  "not decide alike on it; monitor a train/, val/ or callback metric with --nproc"
                  for where, name in configured_monitors(cfg).items() if name.startswith("diag/")]
@@ -144,8 +166,10 @@ class DistributedTrainer(Trainer):
         d = cfg["data"]
         weights = shard_weights(num_samples(splits.train), d["batch_size"], d["drop_last"], ctx.rank, ctx.world)
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(model, device_ids=ids)
-        self.forward = torch.compile(self.ddp) if cfg["trainer"]["compile"] else self.ddp
+        # a custom step averages at each optimizer step instead (see the module docstring)
+        self.ddp = DistributedDataParallel(model, device_ids=ids) if self.user_step is None else None
+        if self.ddp is not None:
+            self.forward = torch.compile(self.ddp) if cfg["trainer"]["compile"] else self.ddp
         self.scaler = ShardWeightedScaler(self.scaler, self, weights)
         self.agreement = StepAgreement(ctx.control)
         self._requested = ctx.pending_signal
@@ -172,6 +196,11 @@ class DistributedTrainer(Trainer):
             raise
         self.agreement.drain()
         return summary
+
+    def step_optimizer(self, slot: Any) -> None:
+        if self.ddp is None:
+            average_gradients(slot.params, self.ctx.world)
+        super().step_optimizer(slot)
 
     def maybe_checkpoint_steps(self) -> None:
         signum, self._time_due = self.agreement.exchange(self._requested or 0,

@@ -43,9 +43,6 @@ def refusals(cfg: dict[str, Any]) -> list[str]:
                    "all seeds at once; use 32 or bf16")
     if t["compile"]:
         out.append("trainer.compile: true is not supported for vectorised seeds")
-    if cfg["data"].get("transforms"):
-        out.append("data.transforms: augmentation is not supported for vectorised seeds (they "
-                   "draw their batches from in-memory tensors directly)")
     return out
 
 
@@ -61,6 +58,8 @@ def sequential_reason(cfg: dict[str, Any]) -> str | None:
         return "parameter groups (optimizer.groups / no_decay_bias_norm) are not vectorised"
     if cfg.get("step"):
         return f"a custom step (step: {cfg['step']['name']}) is not vectorised"
+    if cfg["data"].get("transforms"):
+        return "data.transforms: vectorised seeds draw their batches from in-memory tensors, untransformed"
     model = MODELS.get(cfg["model"]["name"]).obj
     if callable(getattr(model, "training_step", None)):
         return f"model {cfg['model']['name']!r} defines its own training_step, which is not vectorised"
@@ -92,8 +91,8 @@ def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs
     cfgs = [{**copy.deepcopy(cfg), "seed": int(s)} for s in seeds]
     dirs: list[Path | None] = [Path(d) for d in run_dirs] if run_dirs else [None] * len(seeds)
     extra = {**(extra or {}), "ensemble": _ensemble_id(cfg, dirs)}
-    if not vectorize or len(cfgs) == 1:  # one seed: nothing to stack, the plain Trainer is faster
-        return _sequential(cfgs, runs_dir, dirs, extra)
+    if not vectorize or (len(cfgs) == 1 and chunk_of(dirs[0]) is None):
+        return _sequential(cfgs, runs_dir, dirs, extra)  # one seed alone: the plain Trainer is faster
     problems = refusals(cfg)
     if problems:
         raise ConfigError([*problems, "pass --no-vectorize to train the seeds one after another"])
@@ -111,6 +110,28 @@ def _train_seeds(cfg: dict[str, Any], seeds: list[int], runs_dir: Path, run_dirs
         if code > EXIT_FAILED:  # interrupted (128 + signal) or Ctrl-C: stop here
             return code
     return max(codes, default=EXIT_OK)
+
+
+def chunk_of(run_dir: Path | None) -> list[int] | None:
+    """The seeds of the vectorised chunk an unfinished member trains in (read from its
+    checkpoint), or None (no such member, or a chunk of one)."""
+    from runlab.train.api import resume_checkpoint
+
+    if run_dir is None or not (run_dir / "run.json").exists() or not read_run_json(run_dir).get("ensemble"):
+        return None
+    with contextlib.suppress(ConfigError):
+        if _completed(run_dir, quiet=True):
+            return None
+    state = resume_checkpoint(run_dir, quiet=True)[0]
+    seeds = (state.extra.get("ensemble") or {}).get("seeds") if state is not None else None
+    return [int(s) for s in seeds] if seeds and len(seeds) > 1 else None
+
+
+def resume_member(run_dir: Path) -> int:
+    """`runlab runs resume <member>` of a vectorised chunk: the member continues alone in
+    its chunk (the other places computed as ghosts), bit for bit as in the chunk."""
+    cfg = load_config(run_dir / "config.yaml")
+    return train_seeds(cfg, [int(cfg["seed"])], run_dir.parent, [run_dir])
 
 
 def resume_command(members: list[tuple[int, Path]]) -> str:
@@ -146,7 +167,7 @@ def _ensemble_id(cfg: dict[str, Any], dirs: list[Path | None]) -> str:
     return new_run_id(f"{cfg['name']}-ens")
 
 
-def _completed(run_dir: Path | None) -> bool:
+def _completed(run_dir: Path | None, quiet: bool = False) -> bool:
     from runlab.runs.status import effective_status
 
     if run_dir is None or not (run_dir / "run.json").exists():
@@ -156,7 +177,7 @@ def _completed(run_dir: Path | None) -> bool:
     if status in ("running", "created"):
         raise ConfigError(f"run {info['id']} is running (pid {info.get('pid')} on {info.get('host')}); "
                           "it cannot be trained twice")
-    if status == "completed":
+    if status == "completed" and not quiet:
         print(f"runlab: run {info['id']} (seed {info.get('seed')}) is already completed; skipped")
     return status == "completed"
 
@@ -227,19 +248,38 @@ def _train_group(group: list[tuple], runs_dir: Path, extra: dict[str, Any], chun
 
     first = prepare(group[0][0])
     if not is_tensors(first.splits.train):
-        raise ConfigError(f"data: dataset '{first.splits.meta.name}' returns a torch Dataset "
-                          "(TorchData); vectorised seeds need in-memory tensors. Pass "
-                          "--no-vectorize to train the seeds one after another")
+        print(f"runlab: these seeds cannot be trained vectorised (dataset '{first.splits.meta.name}' "
+              "is a torch Dataset, not in-memory tensors); training them one after another")
+        return _sequential([c for c, _, _ in group], runs_dir, [d for _, d, _ in group], extra)
     size = chunk or auto_chunk(first, len(group))
     codes = []
-    for start in range(0, len(group), size):
-        part = group[start:start + size]
-        prepared = [first if start == 0 and i == 0 else prepare(c, first.splits) for i, (c, _, _) in enumerate(part)]
-        code = _train_chunk(prepared, part, first.splits, runs_dir, extra)
+    for part, ghosts in _chunks(group, size):
+        prepared = [first if c is group[0][0] else prepare(c, first.splits) for c, _, _ in part]
+        code = _train_chunk(prepared, part, ghosts, first.splits, runs_dir, extra)
         codes.append(code)
         if code > EXIT_FAILED:
             return code
     return max(codes)
+
+
+def _chunks(group: list[tuple], size: int) -> list[tuple[list[tuple], frozenset[int]]]:
+    """(part, ghosts) to train: fresh members `size` at a time; resumed ones in the chunk
+    their checkpoints were written in (a member's numbers depend on the chunk's size: the
+    shape of the random draws, the batched kernels), the chunk's seeds that are not resumed
+    now filling their places as ghosts."""
+    fresh, resumed = [], {}
+    for item in group:
+        seeds = (item[2].extra.get("ensemble") or {}).get("seeds") if item[2] is not None else None
+        if seeds and int(item[0]["seed"]) in seeds:
+            resumed.setdefault(tuple(int(s) for s in seeds), {})[int(item[0]["seed"])] = item
+        else:
+            fresh.append(item)
+    out = [(fresh[i:i + size], frozenset()) for i in range(0, len(fresh), size)]
+    for seeds, mine in resumed.items():
+        cfg = next(iter(mine.values()))[0]
+        part = [mine.get(s) or ({**copy.deepcopy(cfg), "seed": s}, None, None) for s in seeds]
+        out.append((part, frozenset(i for i, s in enumerate(seeds) if s not in mine)))
+    return out
 
 
 def auto_chunk(p: Any, k: int) -> int:
@@ -259,19 +299,20 @@ def auto_chunk(p: Any, k: int) -> int:
     return max(1, min(k, int(budget // max(need, 1))))
 
 
-def _train_chunk(prepared: list, part: list[tuple], splits: Any, runs_dir: Path,
+def _train_chunk(prepared: list, part: list[tuple], ghosts: frozenset[int], splits: Any, runs_dir: Path,
                  extra: dict[str, Any]) -> int:
     from runlab.ensemble.session import Session
 
-    session = Session(prepared, part, splits, extra)
+    session = Session(prepared, part, splits, extra, ghosts)
     problem = session.problem()
     if problem is not None:
         print(f"runlab: these seeds cannot be trained vectorised ({problem}); "
               "training them one after another")
-        return _sequential([c for c, _, _ in part], runs_dir, [d for _, d, _ in part], extra)
+        mine = [item for i, item in enumerate(part) if i not in ghosts]
+        return _sequential([c for c, _, _ in mine], runs_dir, [d for _, d, _ in mine], extra)
     with contextlib.ExitStack() as stack:
         session.open(runs_dir)
-        for m in session.members:
+        for m in session.trained:
             resumed = m.record.info.get("resumes", 0)
             marker = f"===== runlab: resumed at epoch {m.state.epoch} step {m.state.step} =====" if resumed else None
             stack.enter_context(CaptureOutput(m.record.dir / "stdout.log", marker))
@@ -286,18 +327,22 @@ def _run(session) -> int:
 
     trainer = session.trainer
     background.prewarm()  # as a single run: matplotlib loads in the drawing workers, not here
-    for m in session.members:
+    for m in session.trained:
         m.record.start()
-    seeds = ",".join(str(m.seed) for m in session.members)
+    seeds = ",".join(str(m.seed) for m in session.trained)
+    ghosts = ",".join(str(m.seed) for m in session.members if m.record is None)
+    alone = f"; seeds {ghosts} of its chunk computed alongside, without records" if ghosts else ""
     print(f"runlab: training seeds {seeds} vectorised in one process with {session.stack.method} "
-          f"(ensemble {session.ensemble_id}); epoch lines show mean ± std over the seeds")
+          f"(ensemble {session.ensemble_id}{alone}); epoch lines show mean ± std over the seeds")
     try:
         with StopFlag(trainer):
             trainer.fit()
     except Interrupted as e:
         name = signal.Signals(e.signum).name
         command = resume_command([(m.seed, m.record.dir) for m in trainer.active])
-        print(f"runlab: {name} received: checkpoints saved at epoch {trainer.epoch} step {trainer.step}; "
+        trainer.saver.wait()  # the checkpoints to resume from are on disk
+        print(f"runlab: {name} received: checkpoints saved at epoch {trainer.state.epoch} "
+              f"step {trainer.state.step}; "
               f"resume the ensemble with `{command}` "
               "or one member alone with `runlab runs resume <run-id>`")
         for m in trainer.active:
@@ -315,12 +360,12 @@ def _run(session) -> int:
         from runlab.train.metrics import UnknownMonitor
 
         return 2 if isinstance(e, UnknownMonitor) else EXIT_FAILED
-    done = [m for m in session.members if m.record.info["status"] == "completed"]
+    done = [m for m in session.trained if m.record.info["status"] == "completed"]
     plots = [background.submit(background.plot_metrics, m.record.dir) for m in done]  # drawn in parallel
     for m, future in zip(done, plots, strict=True):
         _wait_plots(future)
         shown = [k for k in ("val/acc", "val/loss", "test/acc") if k in m.summary.data]
         parts = ", ".join(f"{k} {m.summary.data[k]['final']:.4f}" for k in shown)
         print(f"runlab: run {m.record.dir.name} (seed {m.seed}) completed" + (f": {parts}" if parts else ""))
-    return EXIT_OK if len(done) == len(session.members) else EXIT_FAILED
+    return EXIT_OK if len(done) == len(session.trained) else EXIT_FAILED
 

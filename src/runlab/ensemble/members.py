@@ -3,19 +3,19 @@ checkpoints, all in the single-run formats.
 
 A member's `checkpoints/last.pt` is a normal single-run checkpoint (its own model
 state_dict, its slice of the optimiser state, the shared scheduler/RNG state) plus an
-`ensemble` entry. So `runlab runs resume <member>` resumes that member alone with the
-ordinary Trainer, and the ensemble resumes by stacking its members' checkpoints again.
+`ensemble` entry naming the chunk it trains in (seeds, its place). The ensemble resumes
+by stacking its members' checkpoints again; `runlab runs resume <member>` resumes one
+member alone in its chunk, the other places filled by ghosts, so that it continues
+bit for bit (the ordinary Trainer would draw other dropout masks and round otherwise).
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from runlab.config import config_hash
 from runlab.metric_rules import MetricRules
 from runlab.runs.folder import RunRecord
 from runlab.train.events import Callback, TrainState, emit, log_scalars
@@ -26,12 +26,14 @@ SHARED_OPT_STATE = ("step",)  # optimiser state entries that are per tensor, not
 
 @dataclass
 class Member:
-    """The per-run half of an ensemble member (the tensors live in the Stack)."""
+    """The per-run half of an ensemble member (the tensors live in the Stack): the
+    records a single run's Trainer keeps (`runlab.train.trainer.run_checkpoint`). A ghost
+    (a chunk place trained without records) has no record, state or writers."""
 
     index: int
     cfg: dict[str, Any]
-    record: RunRecord
-    state: TrainState
+    record: RunRecord | None
+    state: TrainState | None
     writer: Any
     csv: Any
     scheduled: list
@@ -52,10 +54,6 @@ class Member:
     @property
     def seed(self) -> int:
         return int(self.cfg["seed"])
-
-    @functools.cached_property
-    def config_hash(self) -> str:
-        return config_hash(self.cfg)  # for every checkpoint; the config never changes
 
     def log(self, scalars: dict[str, float]) -> None:
         """Like Trainer.log: scalars plus whatever callbacks left pending, at the current step."""

@@ -29,16 +29,26 @@ def stream_seed(seeds: list[int]) -> int:
 
 class Session:
     """`prepared`: one `runlab.train.api.Prepared` per member (its model built under its
-    seed exactly as a single run builds it); `part`: (cfg, run_dir, resume_state) each."""
+    seed exactly as a single run builds it); `part`: (cfg, run_dir, resume_state) each.
+    `ghosts`: indices of chunk places whose seed is not trained now (a member resumed
+    without the rest of the chunk it began in): they are computed, so that the others
+    compute exactly what they did in that chunk, but keep no records."""
 
-    def __init__(self, prepared: list, part: list[tuple], splits: Any, extra: dict[str, Any]):
+    def __init__(self, prepared: list, part: list[tuple], splits: Any, extra: dict[str, Any],
+                 ghosts: frozenset[int] = frozenset()):
         self.prepared, self.part, self.splits, self.extra = prepared, part, splits, extra
+        self.ghosts = ghosts
         self.ensemble_id = extra["ensemble"]
         self.cfg, self.device = prepared[0].cfg, prepared[0].device
         classification = splits.meta.task == "classification"
         self.stack = Stack([StepModule(p.model, p.loss, classification) for p in prepared])
         self.members: list[Member] = []
         self.trainer: EnsembleTrainer | None = None
+
+    @property
+    def trained(self) -> list[Member]:
+        """The members with a run folder (not the ghosts)."""
+        return [m for m in self.members if m.record is not None]
 
     def problem(self) -> str | None:
         """Why this chunk cannot train vectorised, or None."""
@@ -55,26 +65,31 @@ class Session:
 
     def open(self, runs_dir: Path) -> None:
         """Run folders, writers, optimiser, scheduler, trainer; restore checkpoints."""
-        from runlab.optim import build_optimizer, build_scheduler
+        from runlab.optim import OptimizerSlot, build_optimizer, build_scheduler
 
         cfg = self.cfg
         optimizer = build_optimizer(cfg["optimizer"], self.stack.trained)
         n_batches = -(-len(self.splits.train[0]) // cfg["data"]["batch_size"])
         steps = max(1, n_batches // cfg["trainer"]["accumulate"])
-        scheduler, interval, _ = build_scheduler(cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"], steps)
-        self.members = [self._member(i, p, run_dir, state, runs_dir, optimizer)
+        scheduler, interval, monitor = build_scheduler(cfg["scheduler"], optimizer, cfg["trainer"]["max_epochs"],
+                                                       steps)
+        slot = OptimizerSlot(ckpt.MAIN, optimizer, self.stack.trained, scheduler, interval, monitor)
+        self.members = [self._ghost(i, p) if i in self.ghosts
+                        else self._member(i, p, run_dir, state, runs_dir, optimizer)
                         for i, (p, (_, run_dir, state)) in enumerate(zip(self.prepared, self.part, strict=True))]
-        self.trainer = EnsembleTrainer(cfg, self.splits, self.stack, self.members, optimizer, self.device,
-                                       scheduler=scheduler, sched_interval=interval,
+        self.trainer = EnsembleTrainer(cfg, self.splits, self.stack, self.members, slot, self.device,
                                        ensemble={"id": self.ensemble_id})
         states = [s for _, _, s in self.part]
-        if states[0] is None:
+        if all(s is None for s in states):
             ckpt.seed_everything(stream_seed([m.seed for m in self.members]))
         else:
             self._restore(states)
 
-    def _member(self, i: int, p: Any, run_dir: Path | None, state: dict[str, Any] | None,
-                runs_dir: Path, optimizer: torch.optim.Optimizer) -> Member:
+    def _ghost(self, i: int, p: Any) -> Member:
+        return Member(i, p.cfg, None, None, None, None, p.scheduled, active=False)
+
+    def _member(self, i: int, p: Any, run_dir: Path | None, state: Any, runs_dir: Path,
+                optimizer: torch.optim.Optimizer) -> Member:
         from runlab.train.api import create_run_dir, make_writers
 
         cfg = p.cfg
@@ -102,25 +117,27 @@ class Session:
             "val/loss" if self.splits.val is not None else "train/loss_epoch")
         return Member(i, cfg, record, ts, writer, csv, p.scheduled, callbacks, monitor=monitor)
 
-    def _restore(self, states: list[dict[str, Any]]) -> None:
-        """Load every member's checkpoint into the stacked tensors and the shared state."""
+    def _restore(self, states: list[Any]) -> None:
+        """Load every member's checkpoint into the stacked tensors and its records; a
+        ghost takes a copy of a trained member's, so that its place computes sanely."""
+        from runlab.train.trainer import restore_run
+
         tr = self.trainer
-        for m, s in zip(self.members, states, strict=True):
-            m.state.model.load_state_dict(s.model)  # copies into the member's stacked slice
-            for i, cb in enumerate(m.callbacks):
-                cb.load_state_dict(s.callback_state(i, cb))
-            t = s.trainer
-            m.summary.data, m.best_value = t["summary"], t["best_value"]
-            m.state.metrics, m.state.should_stop = dict(t["metrics"]), t["should_stop"]
-            m.last_log_step = s.step
-        first = states[0]
+        some = next(s for s in states if s is not None)
+        states = [some if i in self.ghosts else s for i, s in enumerate(states)]
+        for p, m, s in zip(self.prepared, self.members, states, strict=True):
+            p.model.load_state_dict(s.model)  # copies into the member's stacked slice
+            if m.record is not None:
+                restore_run(m, s)
         saved = [s.optimizers[ckpt.MAIN] for s in states]
-        tr.optimizer.load_state_dict(stack_optimizer([s["optimizer"] for s in saved], self.stack.trained))
-        if tr.scheduler is not None and saved[0]["scheduler"] is not None:
-            tr.scheduler.load_state_dict(saved[0]["scheduler"])
-        tr.epoch, tr.step, tr.batch_in_epoch = first.epoch, first.step, first.batch_in_epoch
+        slot = tr.slots[ckpt.MAIN]
+        slot.optimizer.load_state_dict(stack_optimizer([s["optimizer"] for s in saved], self.stack.trained))
+        if slot.scheduler is not None and saved[0]["scheduler"] is not None:
+            slot.scheduler.load_state_dict(saved[0]["scheduler"])
+        s = tr.state
+        s.epoch, s.step, s.batch_in_epoch = some.epoch, some.step, some.batch_in_epoch
         tr.window.load_state_dict(stack_accumulators([s.trainer["window"] for s in states]), self.device)
-        tr.epoch_acc.load_state_dict(stack_accumulators([s.trainer["epoch_acc"] for s in states]),
-                                     self.device)
-        tr.sync_progress()
-        ckpt.set_rng_state(first.rng)
+        tr.epoch_acc.load_state_dict(stack_accumulators([s.trainer["epoch_acc"] for s in states]), self.device)
+        tr.hparams = dict(some.trainer.get("hparams", {}))
+        tr.sync()
+        ckpt.set_rng_state(some.rng)

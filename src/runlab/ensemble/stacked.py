@@ -99,6 +99,9 @@ class Stack:
         if self.fused is not None:
             self.fused.train(mode)
 
+    def eval(self) -> None:
+        self.train(False)
+
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """`nn.utils.clip_grad_norm_` for each member over its own parameters; norms (K,)."""
         grads = [p.grad for p in self.trained if p.grad is not None]

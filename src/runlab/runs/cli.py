@@ -213,14 +213,12 @@ def clean(
 
 
 def _parse_statuses(spec: str, allowed: tuple[str, ...]) -> set[str]:
-    import difflib
+    from runlab.errors import did_you_mean
 
     wanted = {s.strip() for s in spec.split(",") if s.strip()}
     problems = []
     for name in sorted(wanted - set(allowed)):
-        close = difflib.get_close_matches(name, allowed, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        problems.append(f"unknown status '{name}'.{hint} Allowed: {', '.join(allowed)}")
+        problems.append(f"unknown status '{name}'.{did_you_mean(name, allowed, cutoff=0.6)} Allowed: {', '.join(allowed)}")
     if problems:
         raise ConfigError(problems)
     return wanted

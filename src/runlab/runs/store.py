@@ -8,14 +8,13 @@ well under a second, so this module sticks to os.scandir and plain json.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runlab.errors import ConfigError
+from runlab.errors import ConfigError, did_you_mean
 from runlab.runs.status import effective_status
 
 RUN_FILE = "run.json"
@@ -243,9 +242,7 @@ def resolve_run(ref: str, root: str | os.PathLike) -> Path:
             f"run '{ref}' is ambiguous: {len(candidates)} runs match; give more of the id:"
             f"\n  {shown}{more}"
         )
-    close = difflib.get_close_matches(ref, list(by_id), n=5, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ConfigError(f"no run '{ref}' under '{os.fspath(root)}'.{hint}")
+    raise ConfigError(f"no run '{ref}' under '{os.fspath(root)}'.{did_you_mean(ref, by_id, n=5)}")
 
 
 def parse_where(items: list[str]) -> list[tuple[str, Any]]:
@@ -296,9 +293,8 @@ def filter_where(records: list[dict], where: list[tuple[str, Any]]) -> list[dict
     problems = []
     for key, _ in where:
         if key not in seen_keys:
-            close = difflib.get_close_matches(key, sorted(seen_keys), n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            problems.append(f"--where: no run has config key '{key}'.{hint}")
+            problems.append(f"--where: no run has config key '{key}'."
+                            f"{did_you_mean(key, seen_keys, n=3, cutoff=0.6)}")
     if problems:
         raise ConfigError(problems)
     return kept

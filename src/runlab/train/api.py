@@ -65,6 +65,11 @@ def prepare(cfg: dict[str, Any], splits: Any = None) -> Prepared:
     validate_config(cfg)
     device = resolve_device(str(cfg["trainer"]["device"]))
     splits = build_splits(cfg["data"]) if splits is None else splits
+    from runlab.data.transforms import shape_problems
+
+    problems = shape_problems(cfg["data"]["transforms"], splits.meta.input_shape)
+    if problems:
+        raise ConfigError(problems)
     seed_everything(cfg["seed"])  # after data: model init is the first draw from the seed
     built = build_model_and_loss(cfg, splits.meta)
     built.model.to(device)
@@ -275,7 +280,13 @@ def resume(run_dir: Path, cfg: dict[str, Any] | None = None, force: bool = False
     """Continue a run in its own folder from `checkpoints/last.pt`, same id.
 
     The run's lock is taken first: while another process trains, resumes or deletes the
-    run this raises RunBusy (exit 2) and touches nothing."""
+    run this raises RunBusy (exit 2) and touches nothing. A member of a vectorised seed
+    chunk resumes in its chunk (`runlab.ensemble.api.resume_member`), bit for bit."""
+    if cfg is None and not force and runner is execute:
+        from runlab.ensemble.api import chunk_of, resume_member
+
+        if chunk_of(run_dir) is not None:
+            return resume_member(run_dir)
     record = _load_record(run_dir)
     try:
         p, state = _prepare_resume(record, cfg, force)
@@ -334,10 +345,10 @@ def _prepare_resume(record: RunRecord, cfg: dict[str, Any] | None, force: bool
     return p, state
 
 
-def resume_checkpoint(run_dir: Path) -> tuple[Any, Path | None]:
+def resume_checkpoint(run_dir: Path, quiet: bool = False) -> tuple[Any, Path | None]:
     """The checkpoint to resume from: last.pt, else best.pt when last.pt is missing or
     unreadable (0 bytes, truncated, not a checkpoint), else None (start over). Each
-    unusable file is named in a warning."""
+    unusable file is named in a warning (unless `quiet`)."""
     from runlab.runs import checkpoint as ckpt
 
     folder = run_dir / "checkpoints"
@@ -348,9 +359,10 @@ def resume_checkpoint(run_dir: Path) -> tuple[Any, Path | None]:
         try:
             state = ckpt.read(path)  # on the CPU, where RNG states must be
         except Exception as e:  # noqa: BLE001 - any unreadable file: try the next one
-            _warn(f"checkpoint {path} is unusable ({type(e).__name__}: {str(e)[:200]})")
+            if not quiet:
+                _warn(f"checkpoint {path} is unusable ({type(e).__name__}: {str(e)[:200]})")
             continue
-        if name != "last.pt":
+        if name != "last.pt" and not quiet:
             _warn(f"resuming {run_dir.name} from {name} (epoch {state.epoch}, step "
                   f"{state.step}): progress after it is trained again")
         return state, path

@@ -5,6 +5,12 @@ step) plus two device-side additions (metric sums, a non-finite check). Values
 reach the host only every `logging.log_every_steps` steps and at epoch ends.
 A user's `training_step` (runlab.train.step) replaces forward-backward-step; the
 rest of the loop (data, logging, validation, checkpoints) stays the same.
+
+Strategies change parts of one run of this loop, never the loop itself: a data-parallel
+rank (runlab.distributed) reduces its metrics over processes and shards the batches; a
+seed ensemble (runlab.ensemble) brings a stacked batch source and step, and keeps the
+per-run records (metrics, logs, checkpoints, status) of K runs. The per-run records go
+through the `record_*` / `save_epoch` / `complete` hooks below.
 """
 
 from __future__ import annotations
@@ -53,16 +59,18 @@ class Trainer:
     run's optimizers by name (`runlab.optim.build_optimizers`); `step`: a `step:`
     component (else the model's own `training_step`, else the default step).
     `shard=(rank, world)` makes the loaders yield one process's part of every batch
-    (`runlab.distributed`)."""
+    (`runlab.distributed`); `batches` replaces the training loader (any object with
+    `__len__` and `epoch(epoch, start)`, as `runlab.data.loader`'s)."""
 
     accumulator_type: type[Accumulator] = Accumulator  # metric sums; distributed runs reduce them
+    sample_dim = 0  # the samples' dimension of a training batch (1 for a seed ensemble's (K, B, ...))
 
     def __init__(self, cfg: dict[str, Any], splits: Splits, model: nn.Module, loss: nn.Module,
                  optimizers: dict[str, OptimizerSlot], device: torch.device, writer: Writer, *,
                  scheduled: list[ScheduledParam] | None = None, step: Any = None,
                  callbacks: list[Callback] | None = None, run_dir: Path | None = None,
                  progress: Any = None, csv: Any = None, on_epoch: Any = None,
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), batches: Any = None):
         self.cfg, self.splits, self.device = cfg, splits, device
         self.model, self.loss, self.slots = model, loss, optimizers
         self.optimizer = next(iter(optimizers.values())).optimizer  # its lr is logged as `lr`
@@ -85,8 +93,8 @@ class Trainer:
                       prefetch_factor=d["prefetch_factor"])
         train_tf, eval_tf = pipelines(d["transforms"], seed)
         eval_bs = d["eval_batch_size"] or max(d["batch_size"], 512)
-        self.train_loader = make_loader(splits.train, d["batch_size"], shuffle=True,
-                                        drop_last=d["drop_last"], transform=train_tf, **common)
+        self.train_loader = batches if batches is not None else make_loader(
+            splits.train, d["batch_size"], shuffle=True, drop_last=d["drop_last"], transform=train_tf, **common)
         # evaluation loaders: val and test here; `runlab.saved` adds train on demand
         self.make_eval_loader = functools.partial(make_loader, batch_size=eval_bs, shuffle=False,
                                                   transform=eval_tf, **common)
@@ -121,7 +129,7 @@ class Trainer:
         self.best_value: float | None = None
         self.stop_signal: int | None = None
         self.hparams: dict[str, float] = {}
-        self._last_log_step = 0
+        self.last_log_step = 0
         self._last_ckpt = time.monotonic()
         self._ckpt_due = False  # a step checkpoint fell on an epoch's last step: end_epoch saves it
 
@@ -130,24 +138,19 @@ class Trainer:
         """Train, validate every `val_every` epochs, test at the end. Returns the summary."""
         s = self.state
         self._emit("on_fit_start")
-        while s.epoch < self.max_epochs and not s.should_stop:
+        while s.epoch < self.max_epochs and self.training():
             self._emit("on_epoch_start")
             self.train_epoch()
             if self.stop_signal is not None:
                 self.save_checkpoint()
                 raise Interrupted(self.stop_signal)
             val = self.evaluate("val") if (s.epoch + 1) % self.val_every == 0 else {}
-            s.metrics.update(val)
+            self.update_metrics(val)
             self._emit("on_validation_end")
             self.end_epoch(val)
             if self.stop_signal is not None:
                 raise Interrupted(self.stop_signal)
-        if self.cfg["trainer"]["test"] and "test" in self.eval_loaders:
-            test = self.evaluate("test")
-            s.metrics.update(test)
-            self.log(test)
-        self._emit("on_fit_end")
-        self.flush_logs()
+        self.complete()
         return self.summary.data
 
     def train_epoch(self) -> None:
@@ -157,16 +160,18 @@ class Trainer:
             self.progress.start_epoch(s.epoch, self.max_epochs, n_batches)
         self.model.train()
         for x, y in loader.epoch(s.epoch, start=s.batch_in_epoch):
-            self.hparams = apply_schedules(self.scheduled, s.epoch + s.batch_in_epoch / n_batches, s.step)
+            if self.scheduled:
+                self.hparams = apply_schedules(self.scheduled, s.epoch + s.batch_in_epoch / n_batches, s.step)
             terms = self.train_step(x, y)
             s.batch_in_epoch += 1
-            vals = self.window.add(terms, len(x))
-            self.epoch_acc.add_values(vals, len(x), tuple(terms))
+            n = x.shape[self.sample_dim]
+            vals = self.window.add(terms, n)
+            self.epoch_acc.add_values(vals, n, tuple(terms))
             if s.batch_in_epoch % self.accumulate and s.batch_in_epoch < n_batches:
                 continue  # gradient accumulation: step after `accumulate` batches
             self.end_step()
             if self.progress is not None:
-                self.progress.advance(self.accumulate, len(x))
+                self.progress.advance(self.accumulate, n)
             if s.step % self.log_every == 0:
                 self.log_window()
             self._emit("on_train_batch_end")
@@ -202,12 +207,15 @@ class Trainer:
         self._emit("on_before_optimizer_step")
         if self.grad_clip:
             self.scaler.unscale_(slot.optimizer)
-            nn.utils.clip_grad_norm_(slot.params, self.grad_clip)
+            self.clip_gradients(slot)
         self.scaler.step(slot.optimizer)
         self._emit("on_after_optimizer_step")
         slot.optimizer.zero_grad(set_to_none=True)
         if slot.scheduler is not None and slot.interval == "step":
             slot.scheduler.step()
+
+    def clip_gradients(self, slot: OptimizerSlot) -> None:
+        nn.utils.clip_grad_norm_(slot.params, self.grad_clip)
 
     def custom_train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The user's `training_step`; a returned `loss` is backpropagated unless the step
@@ -262,8 +270,7 @@ class Trainer:
         self.log_window()
         train = {f"train/{k}{EPOCH_SUFFIX}": v for k, v in self.epoch_acc.means().items()}
         self.epoch_acc.reset()
-        s.metrics.update(train)
-        self.log({**train, **val})
+        self.record_epoch(train, val)
         for slot in self.slots.values():
             if slot.scheduler is not None and slot.interval == "epoch":
                 if slot.monitor:
@@ -271,21 +278,65 @@ class Trainer:
                     slot.scheduler.step(s.metrics.get(slot.monitor, worst))
                 else:
                     slot.scheduler.step()
-        if self.progress is not None:
-            self.progress.end_epoch(console_metrics(s.metrics))
+        self.show_epoch()
         self._emit("on_epoch_end")
+        self.save_epoch(val)
+
+    def epoch_checkpoint_due(self) -> bool:
+        """Whether last.pt is written at this epoch's end (`trainer.checkpoint_every`, a
+        step checkpoint that fell on the epoch's last step, the end, a stop)."""
+        s, every = self.state, self.cfg["trainer"]["checkpoint_every"]
+        return (bool(every) and s.epoch % every == 0 or self._ckpt_due or s.epoch >= self.max_epochs
+                or s.should_stop or self.stop_signal is not None)
+
+    # ------------------------------------------------------------------ the run's records
+    # What a strategy with several runs (runlab.ensemble) does once per run.
+    def training(self) -> bool:
+        """Whether the run goes on (early stopping, max_steps or a callback can end it)."""
+        return not self.state.should_stop
+
+    def update_metrics(self, values: dict[str, float]) -> None:
+        self.state.metrics.update(values)
+
+    def record_window(self, means: dict[str, float]) -> None:
+        """Log the step window's means, with the learning rates and scheduled hparams."""
+        self.check_finite(means)
+        self.last_log_step = self.state.step
+        scalars = {f"train/{k}": v for k, v in means.items()}
+        scalars.update(self.rates())
+        self.state.metrics.update(scalars)
+        self.log(scalars)
+
+    def record_epoch(self, train: dict[str, float], val: dict[str, float]) -> None:
+        self.state.metrics.update(train)
+        self.log({**train, **val})
+
+    def show_epoch(self) -> None:
+        if self.progress is not None:
+            self.progress.end_epoch(console_metrics(self.state.metrics))
+
+    def save_epoch(self, val: dict[str, float]) -> None:
+        """After an epoch: check the monitors, write best.pt / last.pt as due."""
+        s = self.state
         self.flush_logs()
         self.monitor_check.check(set(self.summary.data) | set(s.metrics),
                                  validated=bool(val) or "val" not in self.eval_loaders)
         best = self.improved()
-        every = self.cfg["trainer"]["checkpoint_every"]
-        due = bool(every) and s.epoch % every == 0 or self._ckpt_due
-        if due or s.epoch >= self.max_epochs or s.should_stop or self.stop_signal is not None:
+        if self.epoch_checkpoint_due():
             self.save_checkpoint(also_best=best)  # one serialisation for both files
         elif best:
             ckpt.write(self.checkpoint(), self.run_dir / "checkpoints" / "best.pt")
         if self.on_epoch is not None:
             self.on_epoch(self)
+
+    def complete(self) -> None:
+        """Training ended: test (when configured), `on_fit_end`."""
+        if self.cfg["trainer"]["test"] and "test" in self.eval_loaders:
+            test = self.evaluate("test")
+            self.state.metrics.update(test)
+            self.log(test)
+        self._emit("on_fit_end")
+        self.flush_logs()
 
     # ------------------------------------------------------------------ logging
     def log_window(self) -> None:
@@ -294,27 +345,29 @@ class Trainer:
         if not means:
             return
         self.window.reset()
-        self.check_finite(means)
-        self._last_log_step = self.state.step
-        scalars = {f"train/{k}": v for k, v in means.items()}
-        if len(self.slots) == 1:
-            scalars["lr"] = self.optimizer.param_groups[0]["lr"]
-        else:
-            scalars.update({f"lr/{n}": slot.optimizer.param_groups[0]["lr"] for n, slot in self.slots.items()})
-        scalars.update(self.hparams)
-        self.state.metrics.update(scalars)
-        self.log(scalars)
+        self.record_window(means)
 
-    def check_finite(self, means: dict[str, float]) -> None:
-        """The loss sums are NaN/inf iff some step since the last logging point was."""
+    def rates(self) -> dict[str, float]:
+        """The learning rate(s) (`lr`, or `lr/<name>` with several optimizers) and the
+        scheduled hparams' current values."""
+        if len(self.slots) == 1:
+            out = {"lr": self.optimizer.param_groups[0]["lr"]}
+        else:
+            out = {f"lr/{n}": slot.optimizer.param_groups[0]["lr"] for n, slot in self.slots.items()}
+        return {**out, **self.hparams}
+
+    def check_finite(self, means: dict[str, float], run: Any = None, label: str = "") -> None:
+        """The loss sums are NaN/inf iff some step since the last logging point was.
+        `run`: whose records (default: this Trainer's; a seed-ensemble member's)."""
         if all(math.isfinite(v) for v in means.values()):
             return
-        last = {k: v for k, v in self.summary.data.items() if k.startswith("train/")}
+        run = run or self
+        last = {k: v for k, v in run.summary.data.items() if k.startswith("train/")}
         finals = ", ".join(f"{k}={v['final']:.6g}" for k, v in last.items()) or "none logged yet"
-        first, now = self._last_log_step + 1, self.state.step
+        first, now = run.last_log_step + 1, self.state.step
         where = f"step {now}" if first >= now else f"steps {first}-{now}"
         raise NonFiniteLoss(
-            f"non-finite loss in {where} (epoch {self.state.epoch}; set logging.log_every_steps=1 "
+            f"non-finite loss in {where} (epoch {self.state.epoch}{label}; set logging.log_every_steps=1 "
             f"to pin the exact step); last finite values: {finals}")
 
     def log(self, scalars: dict[str, float]) -> None:
@@ -331,10 +384,12 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _emit(self, event: str) -> None:
-        emit(self.callbacks, event, self.state)
+        if self.callbacks:
+            emit(self.callbacks, event, self.state)
 
     # ------------------------------------------------------------------ checkpoints
     def maybe_checkpoint_steps(self) -> None:
+        """A mid-epoch checkpoint every `trainer.checkpoint_every_steps` / `_minutes`."""
         every_steps = self.cfg["trainer"]["checkpoint_every_steps"]
         due = bool(every_steps) and self.state.step % every_steps == 0
         if not (due or self.checkpoint_time_due()):
@@ -359,28 +414,12 @@ class Trainer:
         return better
 
     def checkpoint(self) -> ckpt.Checkpoint:
-        s = self.state
-        return ckpt.Checkpoint(
-            csv_t0=self.csv.t0 if self.csv is not None else None,
-            config_hash=config_hash(self.cfg), config=self.cfg,
-            epoch=s.epoch, step=s.step, batch_in_epoch=s.batch_in_epoch,
-            model=self.model.state_dict(),
+        return run_checkpoint(
+            self, model=self.model.state_dict(),
             optimizers={n: ckpt.optimizer_entry(slot.optimizer, slot.scheduler)
                         for n, slot in self.slots.items()},
-            scaler=self.scaler.state_dict(),
-            rng=ckpt.rng_state(),
-            callbacks={ckpt.callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
-            trainer={
-                "window": self.window.state_dict(), "epoch_acc": self.epoch_acc.state_dict(),
-                "summary": self.summary.data, "best_value": self.best_value,
-                "metrics": dict(s.metrics), "should_stop": s.should_stop,
-                # scalars waiting for the next logging point, and what that point will show
-                "pending": dict(s.pending), "hparams": dict(self.hparams),
-                "last_log_step": self._last_log_step,
-                "scheduled": {p.key: getattr(p.target, p.attr) for p in self.scheduled},
-                "csv_offset": self.csv.tell() if self.csv is not None else None,
-            },
-        )
+            scaler=self.scaler.state_dict(), window=self.window.state_dict(),
+            epoch_acc=self.epoch_acc.state_dict(), hparams=self.hparams)
 
     def write_checkpoint(self, path: Path) -> None:
         """Write this moment's checkpoint to `path` (a kept copy: `checkpoints/epoch-N.pt`)."""
@@ -399,7 +438,6 @@ class Trainer:
 
     def load_checkpoint(self, state: ckpt.Checkpoint) -> None:
         """Restore everything the rest of the run depends on (see `checkpoint`)."""
-        s = self.state
         self.model.load_state_dict(state.model)
         saved = state.optimizers
         if saved.keys() != self.slots.keys():
@@ -409,17 +447,51 @@ class Trainer:
             if slot.scheduler is not None and saved[name]["scheduler"] is not None:
                 slot.scheduler.load_state_dict(saved[name]["scheduler"])
         self.scaler.load_state_dict(state.scaler)
-        s.epoch, s.step, s.batch_in_epoch = state.epoch, state.step, state.batch_in_epoch
-        for i, cb in enumerate(self.callbacks):
-            cb.load_state_dict(state.callback_state(i, cb))
-        t = state.trainer
-        self.window.load_state_dict(t["window"], self.device)
-        self.epoch_acc.load_state_dict(t["epoch_acc"], self.device)
-        self.summary.data, self.best_value = t["summary"], t["best_value"]
-        s.metrics, s.should_stop = dict(t["metrics"]), t["should_stop"]
-        s.pending, self.hparams = dict(t.get("pending", {})), dict(t.get("hparams", {}))
-        self._last_log_step = t.get("last_log_step", s.step)
-        for p in self.scheduled:  # validation may come before the next batch sets them again
-            if p.key in t.get("scheduled", {}):
-                setattr(p.target, p.attr, t["scheduled"][p.key])
+        restore_run(self, state)
+        self.window.load_state_dict(state.trainer["window"], self.device)
+        self.epoch_acc.load_state_dict(state.trainer["epoch_acc"], self.device)
+        self.hparams = dict(state.trainer.get("hparams", {}))
         ckpt.set_rng_state(state.rng)
+
+
+# A run's records: the Trainer's own, or one seed-ensemble member's (runlab.ensemble.members),
+# each with cfg, state, summary, best_value, callbacks, csv, scheduled and last_log_step.
+
+def run_checkpoint(run: Any, *, model: dict[str, Any], optimizers: dict[str, Any], scaler: dict[str, Any],
+                   window: dict[str, Any], epoch_acc: dict[str, Any], hparams: dict[str, float],
+                   extra: dict[str, Any] | None = None) -> ckpt.Checkpoint:
+    """The checkpoint of one run: its records plus the given tensors' states."""
+    s = run.state
+    return ckpt.Checkpoint(
+        csv_t0=run.csv.t0 if run.csv is not None else None,
+        config_hash=config_hash(run.cfg), config=run.cfg,
+        epoch=s.epoch, step=s.step, batch_in_epoch=s.batch_in_epoch,
+        model=model, optimizers=optimizers, scaler=scaler, rng=ckpt.rng_state(),
+        callbacks={ckpt.callback_key(i, cb): cb.state_dict() for i, cb in enumerate(run.callbacks)},
+        trainer={
+            "window": window, "epoch_acc": epoch_acc,
+            "summary": run.summary.data, "best_value": run.best_value,
+            "metrics": dict(s.metrics), "should_stop": s.should_stop,
+            # scalars waiting for the next logging point, and what that point will show
+            "pending": dict(s.pending), "hparams": dict(hparams),
+            "last_log_step": run.last_log_step,
+            "scheduled": {p.key: getattr(p.target, p.attr) for p in run.scheduled},
+            "csv_offset": run.csv.tell() if run.csv is not None else None,
+        },
+        extra=extra or {},
+    )
+
+
+def restore_run(run: Any, state: ckpt.Checkpoint) -> None:
+    """Put a run's records (not its tensors) back as `run_checkpoint` saved them."""
+    s, t = run.state, state.trainer
+    s.epoch, s.step, s.batch_in_epoch = state.epoch, state.step, state.batch_in_epoch
+    for i, cb in enumerate(run.callbacks):
+        cb.load_state_dict(state.callback_state(i, cb))
+    run.summary.data, run.best_value = t["summary"], t["best_value"]
+    s.metrics, s.should_stop = dict(t["metrics"]), t["should_stop"]
+    s.pending = dict(t.get("pending", {}))
+    run.last_log_step = t.get("last_log_step", s.step)
+    for p in run.scheduled:  # validation may come before the next batch sets them again
+        if p.key in t.get("scheduled", {}):
+            setattr(p.target, p.attr, t["scheduled"][p.key])
