@@ -5,23 +5,29 @@ Every epoch's order is a permutation drawn from its own generator seeded with
 batch)`, so any epoch (and any batch inside it) can be replayed without stored sampler
 state, whatever the number of workers: this is what makes resume exact.
 
-Three loaders, one interface (`len`, `num_samples`, `epoch(epoch, start)`):
+Two loaders, one interface (`len`, `num_samples`, `epoch(epoch, start)`, `close()`):
 - `MemoryLoader`: tensors on the device, batches by index slicing, transforms on the device;
-- `TorchLoader`: a map-style dataset through a DataLoader whose sampler hands each worker a
+- `TorchLoader`, a DataLoader: over a map-style dataset its sampler hands each worker a
   whole batch (epoch, batch index, sample indices): the worker reads, collates and
-  transforms it, so a batch's content never depends on which worker built it;
-- `IterableLoader`: an iterable dataset; worker k builds the batches b with
-  (b - start) % workers == k, and the DataLoader's round-robin returns them in order.
+  transforms it, so a batch's content never depends on which worker built it, and the
+  workers persist across epochs; over an iterable dataset worker k builds the batches b
+  with (b - start) % workers == k, the DataLoader's round-robin returns them in order,
+  and the workers are started anew each epoch.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
+import os
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from runlab.data.base import Part, RawData, Splits, TorchData, is_tensors
 from runlab.errors import ConfigError
@@ -113,6 +119,9 @@ class MemoryLoader:
     def num_samples(self) -> int:
         return len(self.x)
 
+    def close(self) -> None:
+        """Nothing to release (the interface of `TorchLoader.close`)."""
+
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of epoch `epoch`, skipping the first `start` (resume mid-epoch); a shard
         left empty by a batch smaller than the number of processes is skipped."""
@@ -131,20 +140,27 @@ class MemoryLoader:
 
 class _EpochBatches(torch.utils.data.Sampler):
     """Yields one key per batch of an epoch from batch `start`: (epoch, batch index, the
-    sample indices of its permutation slice)."""
+    sample indices of its permutation slice). `set(epoch, start)` points it at another
+    epoch (the persistent DataLoader keeps its sampler)."""
 
-    def __init__(self, n: int, bounds: list[tuple[int, int]], seed: int, epoch: int, start: int,
-                 shuffle: bool):
-        self.keys = [(b, lo, hi) for b, (lo, hi) in enumerate(bounds) if b >= start and lo < hi]
-        self.order = epoch_permutation(n, seed, epoch) if shuffle else torch.arange(n)
+    def __init__(self, n: int, bounds: list[tuple[int, int]], seed: int, shuffle: bool,
+                 epoch: int, start: int):
+        self.n, self.bounds, self.seed, self.shuffle = n, bounds, seed, shuffle
+        self.set(epoch, start)
+
+    def set(self, epoch: int, start: int) -> _EpochBatches:
+        self.keys = [(b, lo, hi) for b, (lo, hi) in enumerate(self.bounds) if b >= start and lo < hi]
+        self.order = epoch_permutation(self.n, self.seed, epoch) if self.shuffle else torch.arange(self.n)
         self.epoch = epoch
+        return self
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def __iter__(self) -> Iterator[tuple[int, int, list[int]]]:
+        epoch, order = self.epoch, self.order
         for b, lo, hi in self.keys:
-            yield self.epoch, b, self.order[lo:hi].tolist()
+            yield epoch, b, order[lo:hi].tolist()
 
 
 def _collate(samples: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,8 +226,14 @@ def _seed_worker(worker_id: int) -> None:
 
 class TorchLoader:
     """A `torch.utils.data.DataLoader` over a map-style or iterable dataset, with seeded
-    order, seeded per-batch transforms and seeded workers, rebuilt each epoch so a resumed
-    epoch replays exactly (see the module docstring)."""
+    order, seeded per-batch transforms and seeded workers (see the module docstring).
+
+    A map-style dataset's workers persist across epochs: one DataLoader whose sampler is
+    pointed at each new epoch, since a worker's batch depends on its key alone. An
+    iterable dataset's workers carry the epoch and start position, so its DataLoader
+    (and workers) is rebuilt each epoch. Persistent workers end with `close()`, when the
+    loader is collected, or at exit. One epoch is read at a time: starting another while
+    an earlier one's batches are still being read makes the earlier one raise."""
 
     def __init__(self, dataset: Any, batch_size: int, *, shuffle: bool, drop_last: bool = False,
                  seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
@@ -226,6 +248,10 @@ class TorchLoader:
             raise ConfigError("data: an iterable dataset cannot be sharded over processes; "
                               "return a map-style dataset for distributed training")
         self.bounds = batch_bounds(len(dataset), batch_size, drop_last, *shard)
+        self.persistent = num_workers > 0 and not self.iterable
+        self._loader: torch.utils.data.DataLoader | None = None  # the persistent one, once started
+        self._reading: object = None  # the epoch now reading the persistent loader
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self.bounds)
@@ -234,28 +260,66 @@ class TorchLoader:
     def num_samples(self) -> int:
         return len(self.dataset)
 
-    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-
-        if self.iterable:
-            source: Any = _IterBatches(self.dataset, self.batch_size, self.drop_last, epoch, start,
-                                       self.transform)
-            sampler = None
-        else:
-            source = _Batches(self.dataset, self.transform)
-            sampler = _EpochBatches(len(self.dataset), self.bounds, self.seed, epoch, start,
-                                    self.shuffle)
-        loader = torch.utils.data.DataLoader(
+    def _data_loader(self, source: Any, sampler: Any, seed: int) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
             source, batch_size=None, sampler=sampler, num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            worker_init_fn=_seed_worker,
-            prefetch_factor=self.prefetch_factor, persistent_workers=False,
-            generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch) + start),
-        )
+            pin_memory=self.pin_memory, worker_init_fn=_seed_worker,
+            prefetch_factor=self.prefetch_factor, persistent_workers=self.persistent,
+            generator=torch.Generator().manual_seed(seed))
+
+    def _epoch_loader(self, epoch: int, start: int) -> torch.utils.data.DataLoader:
+        """The DataLoader that yields epoch `epoch`'s batches from batch `start`."""
+        seed = epoch_seed(self.seed, epoch) + start
+        if self.iterable:
+            return self._data_loader(_IterBatches(self.dataset, self.batch_size, self.drop_last,
+                                                  epoch, start, self.transform), None, seed)
+        if self._loader is not None:
+            self._loader.sampler.set(epoch, start)
+            return self._loader
+        sampler = _EpochBatches(len(self.dataset), self.bounds, self.seed, self.shuffle, epoch, start)
+        loader = self._data_loader(_Batches(self.dataset, self.transform), sampler, seed)
+        if self.persistent:
+            self._loader = loader
+            _PERSISTENT.add(self)
+        return loader
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader = self._epoch_loader(epoch, start)
+        self._reading = reading = object()
         nb = self.device is not None and self.device.type == "cuda"
         for xb, yb in loader:
             if self.device is not None:
                 xb, yb = xb.to(self.device, non_blocking=nb), yb.to(self.device, non_blocking=nb)
             yield xb, yb
+            if self.persistent and self._reading is not reading:
+                raise RuntimeError(f"TorchLoader: epoch {epoch} was still being read when another "
+                                   "epoch started or the loader was closed")
+
+    def close(self) -> None:
+        """Shut down the persistent workers now (a later epoch starts new ones)."""
+        loader, self._loader, self._reading = self._loader, None, None
+        _PERSISTENT.discard(self)
+        it = getattr(loader, "_iterator", None)
+        if it is None or os.getpid() != self._pid:
+            return
+        it._shutdown_workers()  # asks each worker to end, waits up to 5 s, then SIGTERM ...
+        for w in it._workers:
+            if w.is_alive():  # ... which a worker ignores (see `_seed_worker`)
+                w.kill()
+
+
+def _close_persistent() -> None:
+    """At exit: persistent workers ignore SIGTERM (see `_seed_worker`), so multiprocessing's
+    exit handler could not end them and would wait on them forever; shut them down first.
+    Registered after torch's own exit handler, so it runs before it (while a DataLoader
+    can still shut its workers down)."""
+    for loader in list(_PERSISTENT):
+        with contextlib.suppress(Exception):  # one loader's failure must not keep the others'
+            loader.close()
+
+
+_PERSISTENT: weakref.WeakSet[TorchLoader] = weakref.WeakSet()
+atexit.register(_close_persistent)
 
 
 def tensor_bytes(data: Part) -> int:
