@@ -15,18 +15,36 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+class Residual(nn.Module):
+    """`x + block(x)`: a skip connection around a block that keeps the width."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
 def mlp(sizes: list[int], act: str = "relu", dropout: float = 0.0, batchnorm: bool = False,
-        final_act: bool = False) -> nn.Sequential:
-    """Linear layers between consecutive `sizes`, activations between them."""
+        final_act: bool = False, residual: bool = False) -> nn.Sequential:
+    """Linear layers between consecutive `sizes`, activations between them. `residual`:
+    a layer that keeps the width and ends in an activation becomes `h + layer(h)`
+    (the MNIST-1D paper's MLP: `h + relu(W h)`)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2 or final_act:
+        block: list[nn.Module] = [nn.Linear(a, b)]
+        activated = i < len(sizes) - 2 or final_act
+        if activated:
             if batchnorm:
-                layers.append(nn.BatchNorm1d(b))
-            layers.append(activation(act))
+                block.append(nn.BatchNorm1d(b))
+            block.append(activation(act))
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                block.append(nn.Dropout(dropout))
+        if residual and activated and a == b:
+            layers.append(Residual(nn.Sequential(*block)))
+        else:
+            layers += block
     return nn.Sequential(*layers)
 
 
@@ -36,22 +54,33 @@ def conv_cls(ndim: int, transpose: bool = False) -> type[nn.Module]:
     return {1: nn.Conv1d, 2: nn.Conv2d}[ndim]
 
 
+def per_layer(name: str, value: int | list[int], n: int) -> list[int]:
+    """One value for every layer, or a list with one per layer."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * n
+    if len(values) != n:
+        raise ValueError(f"{name}: got {len(values)} values for {n} conv layers")
+    return values
+
+
 class ConvEncoder(nn.Module):
-    """Stride-2 convolutions; records the feature-map shapes for a mirrored decoder."""
+    """Stride-2 convolutions; records the feature-map shapes for a mirrored decoder.
+    `padding` (one for all layers or one per layer; None: `kernel_size // 2` each)."""
 
     def __init__(self, input_shape: tuple[int, ...], channels: list[int],
-                 kernel_size: int | list[int] = 3, act: str = "relu", batchnorm: bool = False):
+                 kernel_size: int | list[int] = 3, act: str = "relu", batchnorm: bool = False,
+                 padding: int | list[int] | None = None):
         super().__init__()
         ndim = len(input_shape) - 1
         conv = conv_cls(ndim)
         bn = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[ndim]
-        kernels = list(kernel_size) if isinstance(kernel_size, (list, tuple)) else [kernel_size] * len(channels)
-        if len(kernels) != len(channels):
-            raise ValueError(f"kernel_size: got {len(kernels)} sizes for {len(channels)} conv layers")
+        kernels = per_layer("kernel_size", kernel_size, len(channels))
+        pads = [k // 2 for k in kernels] if padding is None else per_layer("padding", padding, len(channels))
+        if any(p < 0 for p in pads):
+            raise ValueError(f"padding: got {padding!r}; each must be >= 0")
         layers: list[nn.Module] = []
         c_in = input_shape[0]
-        for c, k in zip(channels, kernels):
-            layers.append(conv(c_in, c, k, stride=2, padding=k // 2))
+        for c, k, pad in zip(channels, kernels, pads):
+            layers.append(conv(c_in, c, k, stride=2, padding=pad))
             if batchnorm:
                 layers.append(bn(c))
             layers.append(activation(act))

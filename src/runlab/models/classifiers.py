@@ -48,27 +48,30 @@ class Linear(_Head):
 
 @MODELS.register("mlp")
 class MLP(_Head):
-    """Multi-layer perceptron on the flattened input."""
+    """Multi-layer perceptron on the flattened input. `residual`: each hidden layer as wide
+    as the one before adds its input, `h + act(W h)` (the MNIST-1D paper's MLP)."""
 
     def __init__(self, meta: DatasetMeta, hidden: list[int] = (256, 128), activation: str = "relu",
-                 dropout: float = 0.0, batchnorm: bool = False):
+                 dropout: float = 0.0, batchnorm: bool = False, residual: bool = False):
         super().__init__()
         self.task, self.target_shape = meta.task, meta.target_shape
         hidden = list(hidden)
         self.body = nn.Sequential(
-            nn.Flatten(), mlp([meta.input_dim, *hidden], activation, dropout, batchnorm, final_act=True)
+            nn.Flatten(), mlp([meta.input_dim, *hidden], activation, dropout, batchnorm,
+                              final_act=True, residual=residual)
         )
         self.head = nn.Linear(hidden[-1] if hidden else meta.input_dim, _out_dim(meta))
 
 
 @MODELS.register("cnn")
 class CNN(_Head):
-    """Stride-2 convolutions (1-D for signals, 2-D for images; `kernel_size` one for all or
-    one per layer), then an MLP head (`hidden` units; 0: a linear head on the conv features)."""
+    """Stride-2 convolutions (1-D for signals, 2-D for images; `kernel_size` and `padding`
+    one for all or one per layer, padding null: `kernel_size // 2`), then an MLP head
+    (`hidden` units; 0: a linear head on the conv features)."""
 
     def __init__(self, meta: DatasetMeta, channels: list[int] = (32, 64), kernel_size: int | list[int] = 5,
                  hidden: int = 128, activation: str = "relu", dropout: float = 0.0,
-                 batchnorm: bool = False):
+                 batchnorm: bool = False, padding: int | list[int] | None = None):
         super().__init__()
         self.task, self.target_shape = meta.task, meta.target_shape
         if len(meta.input_shape) not in (2, 3):
@@ -76,7 +79,7 @@ class CNN(_Head):
                 f"cnn needs (C, L) or (C, H, W) inputs; dataset '{meta.name}' has shape "
                 f"{meta.input_shape}. Use model.name=mlp for flat inputs"
             )
-        enc = ConvEncoder(meta.input_shape, list(channels), kernel_size, activation, batchnorm)
+        enc = ConvEncoder(meta.input_shape, list(channels), kernel_size, activation, batchnorm, padding)
         if hidden:
             self.body = nn.Sequential(enc, mlp([enc.out_dim, hidden], activation, dropout, final_act=True))
         else:  # hidden: 0 puts the linear head right on the conv features (the MNIST-1D paper's CNN)
