@@ -37,7 +37,7 @@ NON_RESULT_KEYS = ("name", "plugins", "diagnostics", "logging", "metrics",
 # Keys added to the config after runs were recorded without them, with their defaults: a key
 # at its default is left out of the hash, so older runs still resume without a config change.
 LATER_KEYS = {"optimizers": None, "step": None, "data.transforms": None,
-              "data.memory_limit_mb": 4096}
+              "data.memory_limit_mb": 4096, "data.shuffle": True}
 
 
 # ---------------------------------------------------------------- loading

@@ -73,6 +73,7 @@ class DataConfig:
     loader: Literal["auto", "memory", "dataloader"] = key("auto")
     num_workers: int = key(0, ge=0)
     drop_last: bool = key(False)
+    shuffle: bool = key(True)  # false: every epoch walks the training split in its stored order
     transforms: Any = key(None)  # {train: [{name: ..., **params}], eval: [...]}: validate.py
     memory_limit_mb: int = key(4096, ge=1)  # `loader: auto` batches larger tensors through a DataLoader
     prefetch_factor: int | None = key(None, ge=1)  # batches each DataLoader worker prepares ahead

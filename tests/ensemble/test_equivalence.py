@@ -72,6 +72,8 @@ CASES = {
     # dropout everywhere in the MLP, masks from `fixed_dropout` (every train batch 32 rows)
     "dropout": {"model": {"name": "mlp", "hidden": [32, 16], "dropout": 0.3},
                 "data": {"drop_last": True}, "trainer": {"grad_clip": 0.05}},
+    # data.shuffle: false: every member walks the stored order, as its single run does
+    "fixed-order": {"data": {"shuffle": False}},
 }
 
 

@@ -32,13 +32,14 @@ from runlab.train.trainer import NonFiniteLoss, Trainer, run_checkpoint
 
 class StackedBatches:
     """The training batches of K members: member k's batch i is batch i of its own
-    seeded permutation of the epoch, as its single run would draw it; (K, B, ...)."""
+    seeded permutation of the epoch (or of the stored order, without `shuffle`), as its
+    single run would draw it; (K, B, ...)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, seeds: list[int], batch_size: int,
-                 drop_last: bool, device: torch.device):
+                 drop_last: bool, device: torch.device, shuffle: bool = True):
         on_device = x.numel() * x.element_size() + y.numel() * y.element_size() < MEMORY_LIMIT_BYTES
         self.x, self.y = (x.to(device), y.to(device)) if on_device else (x, y)
-        self.seeds, self.batch_size, self.device = seeds, batch_size, device
+        self.seeds, self.batch_size, self.device, self.shuffle = seeds, batch_size, device, shuffle
         n = len(x)
         self.n_batches = n // batch_size if drop_last else -(-n // batch_size)
 
@@ -47,7 +48,10 @@ class StackedBatches:
 
     def epoch(self, epoch: int = 0, start: int = 0):
         n, bs = len(self.x), self.batch_size
-        perms = torch.stack([epoch_permutation(n, s, epoch) for s in self.seeds]).to(self.x.device)
+        if self.shuffle:
+            perms = torch.stack([epoch_permutation(n, s, epoch) for s in self.seeds]).to(self.x.device)
+        else:
+            perms = torch.arange(n, device=self.x.device).expand(len(self.seeds), n)
         for i in range(start, self.n_batches):
             idx = perms[:, i * bs:(i + 1) * bs]  # (K, B)
             yield self.x[idx].to(self.device), self.y[idx].to(self.device)
@@ -64,8 +68,9 @@ class EnsembleTrainer(Trainer):
     def __init__(self, cfg: dict[str, Any], splits: Any, stack: Stack, members: list[Member],
                  slot: OptimizerSlot, device: torch.device, *, ensemble: dict[str, Any]):
         x, y = splits.train
-        batches = StackedBatches(x, y, [m.seed for m in members], cfg["data"]["batch_size"],
-                                 cfg["data"]["drop_last"], device)
+        d = cfg["data"]
+        batches = StackedBatches(x, y, [m.seed for m in members], d["batch_size"], d["drop_last"], device,
+                                 d["shuffle"])
         super().__init__(cfg, splits, stack, None, {slot.name: slot}, device, Writer(),
                          scheduled=[p for m in members for p in m.scheduled], batches=batches)
         self.stack, self.members, self.ensemble = stack, members, ensemble

@@ -94,7 +94,7 @@ class Trainer:
         train_tf, eval_tf = pipelines(d["transforms"], seed)
         eval_bs = d["eval_batch_size"] or max(d["batch_size"], 512)
         self.train_loader = batches if batches is not None else make_loader(
-            splits.train, d["batch_size"], shuffle=True, drop_last=d["drop_last"], transform=train_tf, **common)
+            splits.train, d["batch_size"], shuffle=d["shuffle"], drop_last=d["drop_last"], transform=train_tf, **common)
         # evaluation loaders: val and test here; `runlab.saved` adds train on demand
         self.make_eval_loader = functools.partial(make_loader, batch_size=eval_bs, shuffle=False,
                                                   transform=eval_tf, **common)
