@@ -140,11 +140,6 @@ def median(xs: Sequence[float]) -> float:
     return statistics.median(xs)
 
 
-def spread(num: Sequence[float], den: Sequence[float]) -> tuple[float, float]:
-    """Interquartile range of the per-repeat ratios num[i] / den[i] (the noise of a ratio)."""
-    return paired(num, den)[::2]
-
-
 def paired(num: Sequence[float], den: Sequence[float]) -> tuple[float, float, float]:
     """Quartiles (q1, median, q3) of the paired ratios num[i] / den[i]. Each pair ran side
     by side under the same load, so their median is the ratio least moved by a neighbour's
